@@ -1,0 +1,176 @@
+"""The `runreport` command line: parses options and calls the modules that do the work."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from etl import __version__
+from etl.errors import RunreportError
+
+log = logging.getLogger("runreport")
+
+DB_OPTION = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="runs.duckdb",
+    envvar="RUNREPORT_DB",
+    show_envvar=True,
+    show_default=True,
+    help="The DuckDB warehouse file.",
+)
+TRACKING_URI_OPTION = click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    show_envvar=True,
+    help="MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
+    "Default: MLflow's own default (sqlite:///mlflow.db in the working directory).",
+)
+
+
+class RunreportGroup(click.Group):
+    """Catches runreport's errors once: one line on stderr, the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunreportError as exc:
+            click.echo(f"runreport: error: {exc.one_line()}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("runreport: interrupted; the previous warehouse is unchanged", err=True)
+            sys.exit(130)
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.INFO,
+        format="%(asctime)s runreport %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+        force=True,
+    )
+    # MLflow and alembic are chatty at INFO; their warnings still show.
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(cls=RunreportGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runreport")
+@click.option("--quiet", "-q", is_flag=True, envvar="RUNREPORT_QUIET", help="Log errors only.")
+def cli(quiet: bool) -> None:
+    """MLflow run history as a DuckDB warehouse, and reports built from it.
+
+    \b
+    First time? Try:  runreport demo
+    """
+    setup_logging(quiet)
+
+
+@cli.command()
+@TRACKING_URI_OPTION
+@DB_OPTION
+@click.option("--full", "mode", flag_value="full", default=True, help="Rebuild from scratch.")
+@click.option(
+    "--incremental",
+    "mode",
+    flag_value="incremental",
+    help="Re-read only runs that can have changed since the last extract.",
+)
+@click.option(
+    "--metric-history",
+    is_flag=True,
+    envvar="RUNREPORT_METRIC_HISTORY",
+    help="Also fill metric_history with every logged point. Slow on big stores: one "
+    "get_metric_history call per run and metric key.",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 50_000),
+    default=10_000,
+    show_default=True,
+    envvar="RUNREPORT_PAGE_SIZE",
+    help="Runs per search_runs request.",
+)
+def extract(
+    tracking_uri: str | None, db: Path, mode: str, metric_history: bool, page_size: int
+) -> None:
+    """Every run of every experiment, deleted ones included, into the DuckDB file.
+
+    \b
+    Example:
+      runreport extract --tracking-uri sqlite:///mlflow.db --db runs.duckdb
+    """
+    from etl.refresh import run_extract
+    from etl.tracking import default_tracking_uri
+
+    run_extract(
+        tracking_uri or default_tracking_uri(),
+        db,
+        mode=mode,
+        metric_history=metric_history,
+        page_size=page_size,
+    )
+
+
+@cli.command()
+@TRACKING_URI_OPTION
+@click.option(
+    "--log-models",
+    is_flag=True,
+    envvar="RUNREPORT_LOG_MODELS",
+    help="Let autolog save model artifacts too (slower, more disk).",
+)
+def seed(tracking_uri: str | None, log_models: bool) -> None:
+    """Log demo runs that use every mlflow.start_run parameter.
+
+    \b
+    Example:
+      runreport seed --tracking-uri sqlite:///mlflow.db
+    """
+    from etl.seed import seed_demo_runs
+    from etl.tracking import default_tracking_uri
+
+    summary = seed_demo_runs(tracking_uri or default_tracking_uri(), log_models=log_models)
+    click.echo(summary.describe())
+
+
+@cli.command()
+@DB_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default=None,
+    envvar="RUNREPORT_SQL_FORMAT",
+    help="Output format. Default: a table on a terminal, CSV in a pipe.",
+)
+@click.option("--schema", is_flag=True, help="List the tables and views with their columns.")
+@click.argument("query", required=False)
+def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
+    """Run one read-only SQL query against the warehouse.
+
+    \b
+    Examples:
+      runreport sql "select status, count(*) from runs group by all"
+      runreport sql --format json "select * from runs_per_estimator"
+      runreport sql --schema
+    """
+    from etl.errors import ConfigError
+    from etl.query import print_query, print_schema
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    if schema:
+        print_schema(db, fmt)
+    elif query:
+        print_query(db, query, fmt)
+    else:
+        raise ConfigError("no query given", 'Pass one, e.g. runreport sql "select * from runs"')
+
+
+def main() -> None:
+    cli(prog_name="runreport")

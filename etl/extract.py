@@ -1,0 +1,146 @@
+"""Read MLflow through its client API and yield plain columnar records.
+
+Knows nothing of DuckDB: every function here yields `Records` (table -> column -> values),
+one batch per page of `search_runs`, so memory holds one page at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from etl.schema import empty_records
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Experiment, Run
+
+Records = dict[str, dict[str, list]]
+
+EXPERIMENT_PAGE_SIZE = 1000
+# search_runs accepts many experiment ids, but long id lists make slow SQL and big
+# requests; batches of this size keep each request small.
+EXPERIMENT_BATCH_SIZE = 100
+DEFAULT_PAGE_SIZE = 10_000  # stores reject more than 50,000
+
+
+def make_client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def list_experiments(client: MlflowClient) -> Iterator[Experiment]:
+    """Every experiment, deleted ones included, paged to the end."""
+    from mlflow.entities import ViewType
+
+    token = None
+    while True:
+        page = client.search_experiments(
+            view_type=ViewType.ALL, max_results=EXPERIMENT_PAGE_SIZE, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def experiment_records(experiments: Iterable[Experiment]) -> Records:
+    records = empty_records()
+    exp, exp_tags = records["experiments"], records["experiment_tags"]
+    for e in experiments:
+        exp["experiment_id"].append(e.experiment_id)
+        exp["name"].append(e.name)
+        exp["artifact_location"].append(e.artifact_location)
+        exp["lifecycle_stage"].append(e.lifecycle_stage)
+        exp["creation_time"].append(e.creation_time)
+        exp["last_update_time"].append(e.last_update_time)
+        for key, value in e.tags.items():
+            exp_tags["experiment_id"].append(e.experiment_id)
+            exp_tags["key"].append(key)
+            exp_tags["value"].append(value)
+    return records
+
+
+def batched(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_pages(
+    client: MlflowClient,
+    experiment_ids: list[str],
+    filter_string: str = "",
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Iterator[list[Run]]:
+    """Pages of runs of these experiments, every lifecycle stage, until the token is empty."""
+    from mlflow.entities import ViewType
+
+    for batch in batched(experiment_ids, EXPERIMENT_BATCH_SIZE):
+        token = None
+        while True:
+            page = client.search_runs(
+                experiment_ids=batch,
+                filter_string=filter_string,
+                run_view_type=ViewType.ALL,
+                max_results=page_size,
+                page_token=token,
+            )
+            if page:
+                yield list(page)
+            token = page.token
+            if not token:
+                break
+
+
+def run_records(runs: Iterable[Run]) -> Records:
+    """The rows of runs, params, latest metrics and tags for a page of runs."""
+    records = empty_records()
+    r, params, metrics, tags = (
+        records["runs"],
+        records["params"],
+        records["metrics"],
+        records["tags"],
+    )
+    for run in runs:
+        info, data = run.info, run.data
+        run_id = info.run_id
+        r["run_id"].append(run_id)
+        r["experiment_id"].append(info.experiment_id)
+        r["run_name"].append(info.run_name)
+        r["status"].append(info.status)
+        r["user_id"].append(info.user_id)
+        r["start_time"].append(info.start_time)
+        r["end_time"].append(info.end_time)
+        r["lifecycle_stage"].append(info.lifecycle_stage)
+        r["artifact_uri"].append(info.artifact_uri)
+        for key, value in data.params.items():
+            params["run_id"].append(run_id)
+            params["key"].append(key)
+            params["value"].append(value)
+        for key, value in data.tags.items():
+            tags["run_id"].append(run_id)
+            tags["key"].append(key)
+            tags["value"].append(value)
+        # _metric_objs carries step and timestamp; data.metrics only the values.
+        for metric in data._metric_objs:
+            metrics["run_id"].append(run_id)
+            metrics["key"].append(metric.key)
+            metrics["value"].append(metric.value)
+            metrics["step"].append(metric.step)
+            metrics["timestamp"].append(metric.timestamp)
+    return records
+
+
+def metric_history_records(client: MlflowClient, run_id: str, keys: Iterable[str]) -> Records:
+    """Every logged point of these metric keys of one run: one API call per key."""
+    records = empty_records()
+    history = records["metric_history"]
+    for key in keys:
+        for m in client.get_metric_history(run_id, key):
+            history["run_id"].append(run_id)
+            history["key"].append(m.key)
+            history["value"].append(m.value)
+            history["step"].append(m.step)
+            history["timestamp"].append(m.timestamp)
+    return records
