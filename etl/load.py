@@ -20,7 +20,12 @@ from etl.errors import ConfigError
 from etl.schema import EXTRACT_LOG_DDL, TABLES, create_table_sql, insert_select_sql
 
 TMP_MARK = ".runreport-tmp-"
-_ARROW_TYPES = {"varchar": pa.string(), "double": pa.float64(), "bigint": pa.int64(), "ms": pa.int64()}
+_ARROW_TYPES = {
+    "varchar": pa.string(),
+    "double": pa.float64(),
+    "bigint": pa.int64(),
+    "ms": pa.int64(),
+}
 ARROW_SCHEMAS = {
     table: pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in cols])
     for table, cols in TABLES.items()
