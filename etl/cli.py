@@ -96,8 +96,21 @@ def cli(quiet: bool) -> None:
     envvar="RUNREPORT_PAGE_SIZE",
     help="Runs per search_runs request.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=None,
+    envvar="RUNREPORT_WORKERS",
+    help="Processes reading experiments in parallel for a full extract. "
+    "Default: the number of cores, at most 4.",
+)
 def extract(
-    tracking_uri: str | None, db: Path, mode: str, metric_history: bool, page_size: int
+    tracking_uri: str | None,
+    db: Path,
+    mode: str,
+    metric_history: bool,
+    page_size: int,
+    workers: int | None,
 ) -> None:
     """Every run of every experiment, deleted ones included, into the DuckDB file.
 
@@ -114,6 +127,7 @@ def extract(
         mode=mode,
         metric_history=metric_history,
         page_size=page_size,
+        workers=workers,
     )
 
 

@@ -72,8 +72,10 @@ def run_pages(
     experiment_ids: list[str],
     filter_string: str = "",
     page_size: int = DEFAULT_PAGE_SIZE,
+    view_type: int | None = None,
 ) -> Iterator[list[Run]]:
-    """Pages of runs of these experiments, every lifecycle stage, until the token is empty."""
+    """Pages of runs of these experiments, every lifecycle stage unless `view_type` narrows
+    it, until the page token is empty."""
     from mlflow.entities import ViewType
 
     for batch in batched(experiment_ids, EXPERIMENT_BATCH_SIZE):
@@ -82,7 +84,7 @@ def run_pages(
             page = client.search_runs(
                 experiment_ids=batch,
                 filter_string=filter_string,
-                run_view_type=ViewType.ALL,
+                run_view_type=ViewType.ALL if view_type is None else view_type,
                 max_results=page_size,
                 page_token=token,
             )

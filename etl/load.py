@@ -17,7 +17,13 @@ import duckdb
 import pyarrow as pa
 
 from etl.errors import ConfigError
-from etl.schema import EXTRACT_LOG_DDL, TABLES, create_table_sql, insert_select_sql
+from etl.schema import (
+    EXTRACT_LOG_DDL,
+    RUN_TABLES,
+    TABLES,
+    create_table_sql,
+    insert_select_sql,
+)
 
 TMP_MARK = ".runreport-tmp-"
 _ARROW_TYPES = {
@@ -131,14 +137,15 @@ class WarehouseBuilder:
             finally:
                 con.unregister("_batch")
 
-    def delete_runs(self, run_ids: list[str]) -> None:
-        """Remove every row of these runs, before their new state is appended."""
+    def delete_runs(self, run_ids: list[str], keep_history: bool = False) -> None:
+        """Remove the rows of these runs, before their new state is appended."""
         if not run_ids:
             return
         con = self.connection
+        tables = [t for t in RUN_TABLES if not (keep_history and t == "metric_history")]
         con.register("_ids", pa.table({"run_id": pa.array(run_ids, pa.string())}))
         try:
-            for table in ("runs", "params", "metrics", "tags", "metric_history"):
+            for table in tables:
                 con.execute(f"delete from {table} where run_id in (select run_id from _ids)")
         finally:
             con.unregister("_ids")

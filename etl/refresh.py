@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-from etl import extract
+from etl import extract, incremental
 from etl.errors import JobFailed
-from etl.load import WarehouseBuilder, check_writable
+from etl.load import WarehouseBuilder, check_writable, connect
 from etl.lock import warehouse_lock
+from etl.parallel import default_workers, page_records, parallel_run_records
 from etl.progress import RunProgress
 from etl.tracking import check_tracking_uri, redact
 from etl.views import create_views
+
+if TYPE_CHECKING:
+    from etl.views import ViewSettings
 
 log = logging.getLogger("runreport")
 
@@ -33,41 +40,102 @@ def run_extract(
     mode: str = "full",
     metric_history: bool = False,
     page_size: int = extract.DEFAULT_PAGE_SIZE,
+    workers: int | None = None,
+    overlap: timedelta = incremental.DEFAULT_OVERLAP,
+    view_settings: ViewSettings | None = None,
     show_progress: bool | None = None,
+    hold_lock: bool = True,
 ) -> ExtractSummary:
-    """Full extract of every run of every experiment into `db`."""
+    """Extract every run into `db`: all of them (full), or only those that can have changed
+    since the last extract (incremental, which falls back to full when there is none)."""
     uri = check_tracking_uri(tracking_uri)
     check_writable(db)
-    started = datetime.now(timezone.utc)
-    with warehouse_lock(db), _mlflow_errors(uri), WarehouseBuilder(db) as warehouse:
-        client = extract.make_client(uri)
-        experiments = list(extract.list_experiments(client))
-        warehouse.append(extract.experiment_records(experiments))
-        experiment_ids = [e.experiment_id for e in experiments]
-        with RunProgress("extracting", len(experiments), show_progress) as progress:
-            for page in extract.run_pages(client, experiment_ids, page_size=page_size):
-                warehouse.append(extract.run_records(page))
-                if metric_history:
-                    for run in page:
-                        keys = run.data.metrics.keys()
-                        warehouse.append(
-                            extract.metric_history_records(client, run.info.run_id, keys)
-                        )
-                progress.advance(len(page))
-        create_views(warehouse.connection)
-        ended = datetime.now(timezone.utc)
-        _log_extract(warehouse, started, ended, "full", uri, progress.runs, len(experiments))
-        warehouse.commit()
+    with warehouse_lock(db) if hold_lock else _no_lock():
+        since = _incremental_since(db, overlap) if mode == "incremental" else None
+        if mode == "incremental" and since is None:
+            log.info("no earlier extract in %s: doing a full extract", db)
+        mode = "incremental" if since is not None else "full"
+        started = datetime.now(timezone.utc)
+        with _mlflow_errors(uri), WarehouseBuilder(db, from_existing=since is not None) as wh:
+            client = extract.make_client(uri)
+            experiments = list(extract.list_experiments(client))
+            experiment_ids = [e.experiment_id for e in experiments]
+            wh.connection.execute("delete from experiments; delete from experiment_tags")
+            wh.append(extract.experiment_records(experiments))
+            with RunProgress(f"{mode} extract", len(experiments), show_progress) as progress:
+                if since is None:
+                    pages = _all_run_records(
+                        uri, client, experiment_ids, page_size, metric_history, workers
+                    )
+                else:
+                    pages = _changed_run_records(
+                        client, wh, experiment_ids, since, page_size, metric_history
+                    )
+                for count, records in pages:
+                    wh.append(records)
+                    progress.advance(count)
+            create_views(wh.connection, view_settings)
+            ended = datetime.now(timezone.utc)
+            _log_extract(wh, started, ended, mode, uri, progress.runs, len(experiments))
+            wh.commit()
     seconds = (ended - started).total_seconds()
     log.info(
-        "extracted %d runs of %d experiments from %s into %s in %.1f s",
-        progress.runs, len(experiments), redact(uri), db, seconds,
+        "%s extract: %d runs of %d experiments from %s into %s in %.1f s",
+        mode,
+        progress.runs,
+        len(experiments),
+        redact(uri),
+        db,
+        seconds,
     )
-    return ExtractSummary(db, "full", progress.runs, len(experiments), seconds)
+    return ExtractSummary(db, mode, progress.runs, len(experiments), seconds)
+
+
+def _all_run_records(
+    uri: str,
+    client: extract.MlflowClient,
+    experiment_ids: list[str],
+    page_size: int,
+    metric_history: bool,
+    workers: int | None,
+) -> Iterator[tuple[int, extract.Records]]:
+    workers = default_workers() if workers is None else workers
+    if workers > 1 and len(experiment_ids) > 1:
+        yield from parallel_run_records(uri, experiment_ids, workers, page_size, metric_history)
+        return
+    for runs in extract.run_pages(client, experiment_ids, page_size=page_size):
+        yield len(runs), page_records(runs, client, metric_history)
+
+
+def _changed_run_records(
+    client: extract.MlflowClient,
+    wh: WarehouseBuilder,
+    experiment_ids: list[str],
+    since: datetime,
+    page_size: int,
+    metric_history: bool,
+) -> Iterator[tuple[int, extract.Records]]:
+    for runs in incremental.changed_runs(client, wh.connection, experiment_ids, since, page_size):
+        # metric history is replaced only for runs that are re-read
+        wh.delete_runs([run.info.run_id for run in runs], keep_history=not metric_history)
+        yield len(runs), page_records(runs, client, metric_history)
+
+
+def _incremental_since(db: Path, overlap: timedelta) -> datetime | None:
+    if not db.exists():
+        return None
+    con = connect(db, read_only=True)
+    try:
+        watermark = incremental.previous_watermark(con)
+    except Exception:  # an unreadable or foreign file: rebuild it from scratch
+        return None
+    finally:
+        con.close()
+    return None if watermark is None else watermark - overlap
 
 
 def _log_extract(
-    warehouse: WarehouseBuilder,
+    wh: WarehouseBuilder,
     started: datetime,
     ended: datetime,
     mode: str,
@@ -75,16 +143,26 @@ def _log_extract(
     runs: int,
     experiments: int,
 ) -> None:
-    con = warehouse.connection
+    con = wh.connection
     row = con.execute(
-        "select coalesce(max(extract_id), 0) + 1, "
-        "(select max(start_time) from runs) from extract_log"
+        "select coalesce(max(extract_id), 0) + 1, (select max(start_time) from runs) "
+        "from extract_log"
     ).fetchone()
-    next_id, watermark = row if row else (1, None)
+    next_id, latest_start = row if row else (1, None)
     con.execute(
         "insert into extract_log values (?, ?, ?, ?, ?, ?, ?, ?, 'ok', null)",
-        [next_id, started, ended, mode, redact(uri), runs, experiments, watermark],
+        [next_id, started, ended, mode, redact(uri), runs, experiments, latest_start],
     )
+
+
+class _no_lock:
+    """Stands in for the lock when the caller (runreport run) already holds it."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class _mlflow_errors:
@@ -96,16 +174,19 @@ class _mlflow_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         from mlflow.exceptions import MlflowException
 
         if exc is None or not isinstance(exc, (MlflowException, OSError)):
             return
-        message = getattr(exc, "message", None) or str(exc)
-        first_line = message.strip().splitlines()[0] if message.strip() else repr(exc)
+        message = (getattr(exc, "message", None) or str(exc)).strip()
+        first_line = message.splitlines()[0] if message else repr(exc)
         raise JobFailed(
             f"reading {redact(self.uri)} failed: {first_line[:300]}",
             "The previous warehouse is unchanged; check the tracking store and try again",
         ) from exc
-
-

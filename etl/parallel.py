@@ -1,0 +1,138 @@
+"""Fetch runs with several worker processes, each reading different experiments.
+
+The per-run cost inside MLflow (SQL, ORM objects, entities) is the bottleneck of an extract
+and is the same for every client; on a machine with several cores, reading different
+experiment batches in separate processes overlaps it. Workers turn pages into plain
+records and pass them back on a bounded queue, so memory holds only a few pages; the
+parent loads them into DuckDB in arrival order.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Iterator
+
+from etl import extract
+from etl.errors import JobFailed
+
+Records = extract.Records
+PAGES_IN_FLIGHT_PER_WORKER = 2
+_DONE = "done"
+_ERROR = "error"
+_PAGE = "page"
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def experiment_tasks(experiment_ids: list[str], workers: int) -> list[list[str]]:
+    """Split experiments into about 8 tasks per worker, so a big experiment does not leave
+    the other workers idle for long; never more ids per task than a request should name."""
+    if not experiment_ids:
+        return []
+    per_task = math.ceil(len(experiment_ids) / (workers * 8))
+    per_task = max(1, min(extract.EXPERIMENT_BATCH_SIZE, per_task))
+    return list(extract.batched(experiment_ids, per_task))
+
+
+def page_records(runs: list, client, metric_history: bool) -> Records:  # type: ignore[no-untyped-def]
+    records = extract.run_records(runs)
+    if metric_history:
+        for run in runs:
+            history = extract.metric_history_records(
+                client, run.info.run_id, run.data.metrics.keys()
+            )
+            for column, values in history["metric_history"].items():
+                records["metric_history"][column].extend(values)
+    return records
+
+
+def _worker(
+    tracking_uri: str,
+    tasks: mp.Queue,
+    results: mp.Queue,
+    page_size: int,
+    metric_history: bool,
+    parent_pid: int,
+) -> None:
+    def put(item: tuple) -> None:
+        while True:
+            try:
+                results.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                if os.getppid() != parent_pid:  # the parent was killed: stop, don't hang
+                    os._exit(1)
+
+    try:
+        client = extract.make_client(tracking_uri)
+        while True:
+            task = tasks.get()
+            if task is None:
+                break
+            for runs in extract.run_pages(client, task, page_size=page_size):
+                put((_PAGE, len(runs), page_records(runs, client, metric_history)))
+    except BaseException as exc:  # report any failure to the parent, which raises it
+        message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+        put((_ERROR, 0, message.strip().splitlines()[0] if message.strip() else repr(exc)))
+    put((_DONE, 0, None))
+
+
+def parallel_run_records(
+    tracking_uri: str,
+    experiment_ids: list[str],
+    workers: int,
+    page_size: int = extract.DEFAULT_PAGE_SIZE,
+    metric_history: bool = False,
+) -> Iterator[tuple[int, Records]]:
+    """(runs in page, records) for every run of these experiments, from `workers` processes."""
+    task_list = experiment_tasks(experiment_ids, workers)
+    workers = max(1, min(workers, len(task_list)))
+    context = mp.get_context("spawn")  # no forked copies of MLflow's engines and threads
+    tasks: mp.Queue = context.Queue()
+    results: mp.Queue = context.Queue(maxsize=workers * PAGES_IN_FLIGHT_PER_WORKER)
+    for task in task_list:
+        tasks.put(task)
+    for _ in range(workers):
+        tasks.put(None)
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(tracking_uri, tasks, results, page_size, metric_history, os.getpid()),
+            daemon=True,
+        )
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        running = workers
+        while running:
+            try:
+                kind, count, payload = results.get(timeout=5)
+            except queue.Empty:
+                if not any(process.is_alive() for process in processes):
+                    raise JobFailed(
+                        "the extract's worker processes ended without finishing",
+                        "Check memory and the tracking store, then run the extract again",
+                    ) from None
+                continue
+            if kind == _PAGE:
+                yield count, payload
+            elif kind == _ERROR:
+                raise JobFailed(
+                    f"reading runs failed in a worker: {str(payload)[:300]}",
+                    "The previous warehouse is unchanged; check the tracking store and try again",
+                )
+            else:
+                running -= 1
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
