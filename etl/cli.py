@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,127 @@ def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
         print_query(db, query, fmt)
     else:
         raise ConfigError("no query given", 'Pass one, e.g. runreport sql "select * from runs"')
+
+
+@cli.command()
+@DB_OPTION
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="reports",
+    show_default=True,
+    envvar="RUNREPORT_OUT",
+    show_envvar=True,
+    help="Folder the report is written into (replaced whole when the render succeeds).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    envvar="RUNREPORT_SINCE",
+    help="Start of the 'what happened' window (a date). Default: the last --days days.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3660),
+    default=7,
+    show_default=True,
+    envvar="RUNREPORT_DAYS",
+    help="Length of the 'what happened' window.",
+)
+@click.option(
+    "--templates",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="RUNREPORT_TEMPLATES",
+    help="A folder with your own copies of the templates, to restyle the report.",
+)
+def report(db: Path, out: Path, since: datetime | None, days: int, templates: Path | None) -> None:
+    """HTML report, email HTML, plain text and one CSV per view into a folder.
+
+    \b
+    Example:
+      runreport report --db runs.duckdb --out reports --days 7
+    """
+    from etl.report import render_report
+
+    result = render_report(
+        db, out, since=since.date() if since else None, days=days, templates=templates
+    )
+    click.echo(f"report: {result.index_html}")
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="runreport-demo",
+    show_default=True,
+    envvar="RUNREPORT_DEMO_DIR",
+    help="Folder for the demo store, warehouse and report.",
+)
+def demo(folder: Path) -> None:
+    """Seed a local MLflow store, extract it and render the report: the first thing to run.
+
+    \b
+    Example:
+      runreport demo --dir runreport-demo
+    """
+    from etl.demo import run_demo
+
+    click.echo(run_demo(folder))
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RUNREPORT_CONFIG",
+    show_envvar=True,
+    help="TOML configuration (see runreport.example.toml).",
+)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="Overrides [tracking] uri.")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RUNREPORT_DB",
+    help="Overrides [warehouse] path.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RUNREPORT_OUT",
+    help="Overrides [report] out; reports go into OUT/YYYY-MM-DD with OUT/latest.",
+)
+@click.option("--full", is_flag=True, help="Full extract instead of incremental.")
+@click.option("--no-email", is_flag=True, help="Render the report but send nothing.")
+def run(
+    config_file: Path | None,
+    tracking_uri: str | None,
+    db: Path | None,
+    out: Path | None,
+    full: bool,
+    no_email: bool,
+) -> None:
+    """The cron entry point: extract (incremental), report, optionally email.
+
+    \b
+    Exit codes: 0 ok, 1 the job failed, 2 bad configuration, 75 another run holds the lock.
+    \b
+    Example:
+      runreport run --config /etc/runreport.toml
+    """
+    from etl.config import load_config
+    from etl.job import run_job
+
+    config = load_config(config_file)
+    config.tracking_uri = tracking_uri or config.tracking_uri
+    config.db = db or config.db
+    config.out = out or config.out
+    folder = run_job(config, force_full=full, send_email=not no_email)
+    click.echo(f"report: {folder / 'index.html'}")
 
 
 def main() -> None:
