@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,9 @@ class RunreportGroup(click.Group):
 
 
 def setup_logging(quiet: bool) -> None:
+    # MLflow sets its own logger's level when imported (later, lazily): tell it through
+    # its variable that INFO lines such as "Creating initial MLflow database tables" are noise.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(
         level=logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s runreport %(levelname)s %(message)s",
