@@ -1,13 +1,142 @@
-"""Create the views of sql/ (one SELECT per file, named after the file) in a warehouse,
-and the runs_wide table, which needs a pivot over keys only known at load time."""
+"""The SQL views of sql/ (one SELECT per file, named after the file), the settings they
+read, and the runs_wide table, all created inside the warehouse so that anyone opening it
+with DuckDB sees them.
+
+Settings (`ViewSettings`, written to two small tables the views read):
+
+- `timezone` (default "UTC"): the IANA time zone of `run_overview.start_date` and so of
+  `runs_per_day`. Every time column stays a UTC TIMESTAMPTZ; only the dates move.
+  Stored in `runreport_settings.timezone`.
+- `zombie_after_hours` (default 24): a RUNNING run that started longer ago than this is
+  listed in `zombie_runs`. Stored in `runreport_settings.zombie_after_hours`.
+- `metric_directions`: metric key -> True when greater is better, False when lower is
+  better. Your entries are merged over the defaults below (yours win) and stored in the
+  table `metric_directions(metric_key, greater_is_better)`.
+
+The primary metric of an experiment (view `experiment_primary_metric`, used by
+`leaderboard`, `nested_searches` and `recent_runs`):
+
+1. The experiment tags `mlflow.experiment.primaryMetric.name` and
+   `mlflow.experiment.primaryMetric.greaterIsBetter` ("True"/"False", any case), where
+   the name tag is set (source 'tag'). Without a valid greaterIsBetter tag, the direction
+   comes from the rule in 2; if the rule does not know the key either, the direction is
+   NULL and the experiment has no leaderboard row.
+2. Otherwise the name rule (source 'rule'): among the metric keys the experiment's active
+   runs logged, those the direction table knows; the key logged by the most runs wins,
+   ties go to the first key in alphabetical order. An experiment with no such key has no
+   primary metric.
+
+The direction table matches keys without regard to case. An entry is either an exact key
+or a pattern `*suffix` matching every key that ends with the suffix; an exact entry wins
+over a pattern, a longer pattern over a shorter one. The defaults:
+
+- lower is better: loss, mse, rmse, mae, mean_squared_error, root_mean_squared_error,
+  mean_absolute_error, log_loss, and keys ending in _loss, _mse, _rmse, _mae, _error;
+- greater is better: r2, r2_score, accuracy, accuracy_score, f1, f1_score, auc, roc_auc,
+  precision, recall, and keys ending in _r2, _accuracy, _f1, _auc, _score.
+
+So `val_loss` and `training_mean_squared_error` are lower-is-better,
+`training_r2_score` greater-is-better; `{"*_score": False}` or `{"val_loss": True}`
+override them.
+
+Nesting (view `run_overview`): a run is a nested child when it has an
+`mlflow.parentRunId` tag, a nested parent when some run (deleted ones too) names it in
+that tag. `root_run_id` and `depth` come from walking the tags upward with a recursive
+query, depth 0 at the top. The walk goes through deleted parents (they are still in the
+store) and ends at the last run the store holds: a run whose parent is missing is its own
+root (depth 0) and a run below it counts only the ancestors that exist. OSS MLflow never
+writes `mlflow.rootRunId`; where the walk ends at a run carrying that tag (Databricks)
+and it names another run in the store, that run is the root. A corrupt tag cycle ends the
+walk at the last run before a repeat, and the walk never goes deeper than 1,000 levels.
+
+"Finite" values: MLflow's SQL stores save +inf and -inf as ±1.7976931348623157e308 (the
+largest double), so the views treat that value like ±inf: NaN and ±inf never win a
+leaderboard or a search and stay out of min, max and mean in metric_summary.
+
+runs_wide is a view that create_views writes for the keys the warehouse holds (SQL alone
+cannot pivot over keys it does not know), with the columns `mlflow.search_runs` returns:
+run_id, experiment_id, status, artifact_uri, start_time, end_time, then lifecycle_stage,
+"metrics.<key>", "params.<key>" and "tags.<key>" (keys in alphabetical order); every
+run, deleted ones too. A view, not a table: a table with thousands of key columns needs
+gigabytes of memory to build (measured: out of memory at 2 GB for 100,000 runs and 3,065
+keys) and stores every value twice; the view costs nothing until it is read. DuckDB
+column names ignore case, so where two keys differ only by case the later one is named
+"<prefix>.<key>#2" (then #3, ...).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from etl.errors import ConfigError, JobFailed
 from etl.resources import sql_dir
+
+LOWER_IS_BETTER = (
+    "loss",
+    "mse",
+    "rmse",
+    "mae",
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "log_loss",
+    "*_loss",
+    "*_mse",
+    "*_rmse",
+    "*_mae",
+    "*_error",
+)
+GREATER_IS_BETTER = (
+    "r2",
+    "r2_score",
+    "accuracy",
+    "accuracy_score",
+    "f1",
+    "f1_score",
+    "auc",
+    "roc_auc",
+    "precision",
+    "recall",
+    "*_r2",
+    "*_accuracy",
+    "*_f1",
+    "*_auc",
+    "*_score",
+)
+DEFAULT_METRIC_DIRECTIONS: dict[str, bool] = {
+    **{key: False for key in LOWER_IS_BETTER},
+    **{key: True for key in GREATER_IS_BETTER},
+}
+
+# runs_wide columns ahead of the metric, param and tag columns, as mlflow.search_runs
+# orders them (lifecycle_stage added: runs_wide holds deleted runs too).
+WIDE_RUN_COLUMNS = (
+    "run_id",
+    "experiment_id",
+    "status",
+    "artifact_uri",
+    "start_time",
+    "end_time",
+    "lifecycle_stage",
+)
+WIDE_SOURCES = ("metrics", "params", "tags")
+
+
+@dataclass
+class ViewSettings:
+    timezone: str = "UTC"
+    zombie_after_hours: float = 24
+    # Overrides merged over DEFAULT_METRIC_DIRECTIONS; see the module docstring.
+    metric_directions: dict[str, bool] = field(default_factory=dict)
+
+    def directions(self) -> dict[str, bool]:
+        # keys match without regard to case, so an override replaces any spelling
+        overrides = {key.lower(): greater for key, greater in self.metric_directions.items()}
+        return {**DEFAULT_METRIC_DIRECTIONS, **overrides}
 
 
 def view_files(folder: Path | None = None) -> dict[str, Path]:
@@ -15,21 +144,139 @@ def view_files(folder: Path | None = None) -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.sql"))}
 
 
-def create_views(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list[str]:
-    """Create or replace every view; views may select from each other in any file order."""
+def create_views(
+    con: duckdb.DuckDBPyConnection,
+    settings: ViewSettings | None = None,
+    folder: Path | None = None,
+) -> list[str]:
+    """Write the settings tables, create or replace every view, then rebuild runs_wide.
+    Returns the names of the views created."""
+    settings = settings or ViewSettings()
+    write_settings(con, settings)
+    created = _create_sql_views(con, folder)
+    create_runs_wide(con)
+    return created
+
+
+def write_settings(con: duckdb.DuckDBPyConnection, settings: ViewSettings) -> None:
+    check_settings(con, settings)
+    con.execute(
+        "create or replace table runreport_settings (timezone varchar, zombie_after_hours double)"
+    )
+    con.execute(
+        "insert into runreport_settings values (?, ?)",
+        [settings.timezone, float(settings.zombie_after_hours)],
+    )
+    con.execute(
+        "create or replace table metric_directions (metric_key varchar, greater_is_better boolean)"
+    )
+    con.executemany(
+        "insert into metric_directions values (?, ?)",
+        [[key, greater] for key, greater in sorted(settings.directions().items())],
+    )
+
+
+def check_settings(con: duckdb.DuckDBPyConnection, settings: ViewSettings) -> None:
+    known_zone = con.execute(
+        "select count(*) from pg_timezone_names() where name = ?", [settings.timezone]
+    ).fetchone()
+    if not known_zone or not known_zone[0]:
+        raise ConfigError(
+            f"unknown time zone {settings.timezone!r}",
+            "Use an IANA name such as UTC or Europe/Stockholm",
+        )
+    hours = settings.zombie_after_hours
+    if (
+        isinstance(hours, bool)
+        or not isinstance(hours, (int, float))
+        or not (math.isfinite(hours) and hours >= 0)
+    ):
+        raise ConfigError(
+            f"zombie_after_hours must be a number of hours >= 0, not {hours!r}",
+            "Set it to e.g. 24",
+        )
+    for key, greater in settings.metric_directions.items():
+        if not isinstance(key, str) or not key.strip("* ") or not isinstance(greater, bool):
+            raise ConfigError(
+                f"bad metric direction {key!r} = {greater!r}",
+                'Map a metric key (or "*suffix") to true (greater is better) or false',
+            )
+
+
+def _create_sql_views(con: duckdb.DuckDBPyConnection, folder: Path | None) -> list[str]:
+    """Views may select from each other in any file order: retry those whose inputs are
+    not made yet until a round creates nothing."""
     pending = {name: path.read_text() for name, path in view_files(folder).items()}
     created: list[str] = []
     while pending:
         errors: dict[str, str] = {}
+        created_before = len(created)
         for name, body in list(pending.items()):
             try:
                 con.execute(f"create or replace view {name} as\n{body.rstrip().rstrip(';')}")
-            except duckdb.CatalogException as exc:  # a view it reads is not made yet
+            except duckdb.CatalogException as exc:
                 errors[name] = str(exc)
                 continue
             created.append(name)
             del pending[name]
-        if errors and len(errors) == len(pending):
-            name, message = next(iter(errors.items()))
-            raise RuntimeError(f"view {name} (sql/{name}.sql) cannot be created: {message}")
+        if len(created) == created_before:
+            # the root cause is a view whose error names no other view still pending
+            name, message = min(
+                errors.items(),
+                key=lambda item: any(o in item[1] for o in pending if o != item[0]),
+            )
+            raise JobFailed(
+                f"view {name} (sql/{name}.sql) cannot be created: {message}",
+                f"Fix sql/{name}.sql",
+            )
     return created
+
+
+def create_runs_wide(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per run, one column per metric, param and tag key, like mlflow.search_runs.
+
+    Each run's keys go into one map per source and every column is a lookup in it, so a
+    query reading a few columns computes only those."""
+    taken: set[str] = {name.lower() for name in WIDE_RUN_COLUMNS}
+    selects = [f"runs.{name}" for name in WIDE_RUN_COLUMNS]
+    joins = []
+    for table in WIDE_SOURCES:
+        rows = con.execute(f"select distinct key from {table} order by key").fetchall()
+        if not rows:
+            continue
+        joins.append(
+            f"left join (select run_id, map_from_entries(list(struct_pack(k := key, "
+            f"v := value))) as entries from {table} group by run_id) as {table}_map "
+            f"on {table}_map.run_id = runs.run_id"
+        )
+        for (key,) in rows:
+            column = _unique_column(f"{table}.{key}", taken)
+            selects.append(f"{table}_map.entries[{_literal(key)}] as {_ident(column)}")
+    # warehouses built before runs_wide became a view hold it as a table
+    con.execute(
+        "select count(*) from duckdb_tables() where table_name = 'runs_wide' "
+        "and database_name = current_database() and schema_name = 'main'"
+    )
+    if (con.fetchone() or (0,))[0]:
+        con.execute("drop table runs_wide")
+    con.execute(
+        f"create or replace view runs_wide as select {', '.join(selects)} from runs "
+        f"{' '.join(joins)}"
+    )
+
+
+def _unique_column(name: str, taken: set[str]) -> str:
+    candidate, number = name, 1
+    while candidate.lower() in taken:
+        number += 1
+        candidate = f"{name}#{number}"
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'

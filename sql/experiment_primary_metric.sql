@@ -1,0 +1,104 @@
+-- The metric each experiment is judged by: the mlflow.experiment.primaryMetric.* tags
+-- where set (source 'tag'), else the metric key its active runs log most often among
+-- the keys metric_directions knows (source 'rule'; ties go to the first key by name).
+with
+
+experiment_tag_values as (
+    select
+        experiment_id,
+        nullif(trim(max(value) filter (
+            where key = 'mlflow.experiment.primaryMetric.name'
+        )), '') as tagged_key,
+        lower(trim(max(value) filter (
+            where key = 'mlflow.experiment.primaryMetric.greaterIsBetter'
+        ))) as tagged_direction
+    from experiment_tags
+    group by experiment_id
+),
+
+candidate_keys as (
+    select distinct key as metric_key from metrics
+    union
+    select tagged_key as metric_key from experiment_tag_values where tagged_key is not null
+),
+
+-- a direction entry is an exact key or a '*suffix' pattern, both matched without regard
+-- to case; an exact entry wins over a pattern, a longer pattern over a shorter one
+direction_matches as (
+    select
+        candidate_keys.metric_key,
+        metric_directions.greater_is_better,
+        row_number() over (
+            partition by candidate_keys.metric_key
+            order by
+                starts_with(metric_directions.metric_key, '*'),
+                length(metric_directions.metric_key) desc
+        ) as preference
+    from candidate_keys
+    inner join metric_directions
+        on lower(metric_directions.metric_key) = lower(candidate_keys.metric_key)
+        or (
+            starts_with(metric_directions.metric_key, '*')
+            and ends_with(
+                lower(candidate_keys.metric_key), lower(substr(metric_directions.metric_key, 2))
+            )
+        )
+),
+
+rule_direction as (
+    select metric_key, greater_is_better
+    from direction_matches
+    where preference = 1
+),
+
+logged_keys as (
+    select
+        runs.experiment_id,
+        metrics.key as metric_key,
+        count(*) as runs_logging
+    from metrics
+    inner join runs on runs.run_id = metrics.run_id
+    where runs.lifecycle_stage = 'active'
+    group by runs.experiment_id, metrics.key
+),
+
+rule_choice as (
+    select
+        logged_keys.experiment_id,
+        logged_keys.metric_key,
+        rule_direction.greater_is_better,
+        row_number() over (
+            partition by logged_keys.experiment_id
+            order by logged_keys.runs_logging desc, logged_keys.metric_key
+        ) as preference
+    from logged_keys
+    inner join rule_direction on rule_direction.metric_key = logged_keys.metric_key
+),
+
+final as (
+    select
+        experiments.experiment_id,
+        experiments.name as experiment_name,
+        coalesce(experiment_tag_values.tagged_key, rule_choice.metric_key) as metric_key,
+        case
+            when experiment_tag_values.tagged_key is null then rule_choice.greater_is_better
+            when experiment_tag_values.tagged_direction = 'true' then true
+            when experiment_tag_values.tagged_direction = 'false' then false
+            else tagged_key_direction.greater_is_better
+        end as greater_is_better,
+        case
+            when experiment_tag_values.tagged_key is not null then 'tag' else 'rule'
+        end as source
+    from experiments
+    left join experiment_tag_values
+        on experiment_tag_values.experiment_id = experiments.experiment_id
+    left join rule_direction as tagged_key_direction
+        on tagged_key_direction.metric_key = experiment_tag_values.tagged_key
+    left join rule_choice
+        on rule_choice.experiment_id = experiments.experiment_id
+        and rule_choice.preference = 1
+    where coalesce(experiment_tag_values.tagged_key, rule_choice.metric_key) is not null
+)
+
+select * from final
+order by experiment_name, experiment_id

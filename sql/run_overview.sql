@@ -1,0 +1,126 @@
+-- One row per run, deleted runs and runs of deleted experiments too, with nesting resolved.
+-- Nesting comes from the mlflow.parentRunId tag; the root and depth come from walking
+-- those tags upward (OSS MLflow never writes mlflow.rootRunId; Databricks does).
+with recursive
+
+settings as (
+    select timezone from runreport_settings
+),
+
+run_tags as (
+    select
+        run_id,
+        max(value) filter (where key = 'mlflow.parentRunId') as parent_run_id,
+        max(value) filter (where key = 'mlflow.rootRunId') as databricks_root_run_id,
+        max(value) filter (where key = 'estimator_name') as estimator_name,
+        max(value) filter (where key = 'estimator_class') as estimator_class,
+        max(value) filter (where key = 'mlflow.source.type') as source_type
+    from tags
+    where key in (
+        'mlflow.parentRunId',
+        'mlflow.rootRunId',
+        'estimator_name',
+        'estimator_class',
+        'mlflow.source.type'
+    )
+    group by run_id
+),
+
+-- a parent the store does not hold ends the walk, so only existing parents are steps
+existing_parent as (
+    select
+        run_tags.run_id,
+        parent.run_id as parent_run_id
+    from run_tags
+    inner join runs as parent on parent.run_id = run_tags.parent_run_id
+    where parent.run_id <> run_tags.run_id
+),
+
+-- every run with each of its existing ancestors; the path stops a corrupt tag cycle and
+-- the depth cap bounds the walk whatever the tags say
+ancestors as (
+    select
+        run_id,
+        run_id as ancestor_id,
+        0 as depth,
+        [run_id] as path
+    from runs
+
+    union all
+
+    select
+        ancestors.run_id,
+        existing_parent.parent_run_id as ancestor_id,
+        ancestors.depth + 1 as depth,
+        list_append(ancestors.path, existing_parent.parent_run_id) as path
+    from ancestors
+    inner join existing_parent on existing_parent.run_id = ancestors.ancestor_id
+    where
+        not list_contains(ancestors.path, existing_parent.parent_run_id)
+        and ancestors.depth < 1000
+),
+
+walk_end as (
+    select
+        run_id,
+        arg_max(ancestor_id, depth) as walk_root_id,
+        max(depth) as depth
+    from ancestors
+    group by run_id
+),
+
+-- Databricks' rootRunId is used only where the walk stops short of it (a missing parent)
+resolved_root as (
+    select
+        walk_end.run_id,
+        coalesce(tagged_root.run_id, walk_end.walk_root_id) as root_run_id,
+        walk_end.depth
+    from walk_end
+    left join run_tags as walk_root_tags on walk_root_tags.run_id = walk_end.walk_root_id
+    left join runs as tagged_root
+        on tagged_root.run_id = walk_root_tags.databricks_root_run_id
+        and tagged_root.run_id <> walk_end.walk_root_id
+),
+
+child_counts as (
+    select
+        parent_run_id as run_id,
+        count(*) as child_count
+    from run_tags
+    where parent_run_id is not null and parent_run_id <> run_id
+    group by parent_run_id
+),
+
+final as (
+    select
+        runs.run_id,
+        runs.experiment_id,
+        experiments.name as experiment_name,
+        runs.run_name,
+        runs.status,
+        runs.user_id,
+        runs.start_time,
+        runs.end_time,
+        cast(runs.start_time at time zone settings.timezone as date) as start_date,
+        cast(epoch_ms(runs.end_time) - epoch_ms(runs.start_time) as double) / 1000
+            as duration_seconds,
+        runs.lifecycle_stage,
+        run_tags.parent_run_id,
+        resolved_root.root_run_id,
+        resolved_root.depth,
+        coalesce(child_counts.child_count, 0) as child_count,
+        coalesce(child_counts.child_count, 0) > 0 as is_nested_parent,
+        run_tags.parent_run_id is not null as is_nested_child,
+        run_tags.estimator_name,
+        run_tags.estimator_class,
+        experiments.lifecycle_stage as experiment_lifecycle_stage,
+        run_tags.source_type
+    from runs
+    cross join settings
+    left join experiments on experiments.experiment_id = runs.experiment_id
+    left join run_tags on run_tags.run_id = runs.run_id
+    left join resolved_root on resolved_root.run_id = runs.run_id
+    left join child_counts on child_counts.run_id = runs.run_id
+)
+
+select * from final

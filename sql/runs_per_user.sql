@@ -1,0 +1,23 @@
+-- Active runs per MLflow user.
+with
+
+active_runs as (
+    select user_id, status, start_time
+    from run_overview
+    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
+),
+
+final as (
+    select
+        user_id,
+        count(*) as runs,
+        count(*) filter (where status = 'FINISHED') as finished,
+        count(*) filter (where status = 'FAILED') as failed,
+        min(start_time) as first_start,
+        max(start_time) as last_start
+    from active_runs
+    group by user_id
+)
+
+select * from final
+order by runs desc, user_id

@@ -1,0 +1,275 @@
+"""`runreport sql`: read-only ad-hoc queries against a real warehouse, as table, CSV, JSON."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import StoreFacts, run_cli
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def warehouse(rich_store: StoreFacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("sql_db") / "runs.duckdb"
+    result = run_cli("extract", "--tracking-uri", rich_store.uri, "--db", str(db))
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def sql(db: Path, *args: str) -> tuple[int, str, str]:
+    result = run_cli("sql", "--db", str(db), *args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def fingerprint(path: Path) -> tuple[str, int, float]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size, path.stat().st_mtime
+
+
+def test_csv_output(warehouse: Path, rich_store: StoreFacts) -> None:
+    beta = rich_store.experiment_ids["beta"]
+    code, out, _ = sql(
+        warehouse,
+        "--format",
+        "csv",
+        f"select run_name, status from runs where experiment_id = '{beta}' order by run_name",
+    )
+    assert code == 0
+    assert out == (
+        "run_name,status\n"
+        "child,FINISHED\n"
+        "failed,FAILED\n"
+        "grandchild,FINISHED\n"
+        "root,FINISHED\n"
+        "running,RUNNING\n"
+        "日本語 run ✓,FINISHED\n"
+    )
+
+
+def test_csv_is_the_default_in_a_pipe_and_quotes_what_needs_it(warehouse: Path) -> None:
+    code, out, _ = sql(
+        warehouse,
+        "select 'a,b' as text, 'say \"hi\"' as quoted, null as nothing, 1.5 as x, "
+        "true as flag, date '2024-03-01' as day, 'nan'::double as n, 'inf'::double as i",
+    )
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["text", "quoted", "nothing", "x", "flag", "day", "n", "i"],
+        ["a,b", 'say "hi"', "", "1.5", "true", "2024-03-01", "NaN", "Infinity"],
+    ]
+
+
+def test_json_output(warehouse: Path, rich_store: StoreFacts) -> None:
+    odd = rich_store.run_ids["odd_metrics"]
+    code, out, _ = sql(
+        warehouse,
+        "--format",
+        "json",
+        f"select key, value from metrics where run_id = '{odd}' order by key",
+    )
+    assert code == 0
+    # MLflow's SQLite store keeps ±inf as ±1.7976931348623157e308; NaN becomes "NaN"
+    assert json.loads(out) == [
+        {"key": "nan", "value": "NaN"},
+        {"key": "ninf", "value": -1.7976931348623157e308},
+        {"key": "pinf", "value": 1.7976931348623157e308},
+    ]
+
+
+def test_json_values(warehouse: Path, rich_store: StoreFacts) -> None:
+    plain = rich_store.run_ids["plain"]
+    unicode_run = rich_store.run_ids["unicode"]
+    code, out, _ = sql(
+        warehouse,
+        "--format",
+        "json",
+        "select run_id, run_name, start_time, end_time - end_time as zero, "
+        "'-inf'::double as minus, 'inf'::double as plus, 'nan'::double as nan, "
+        "null as nothing, [1, 2] as list, 2.50::decimal(4, 2) as dec, "
+        f"date '2024-03-01' as day from runs where run_id in ('{plain}', '{unicode_run}') "
+        "order by run_name",
+    )
+    assert code == 0
+    parsed = json.loads(out)
+    client = MlflowClient(rich_store.uri)
+    starts = {
+        run_id: dt.datetime.fromtimestamp(client.get_run(run_id).info.start_time / 1000, UTC)
+        for run_id in (plain, unicode_run)
+    }
+    assert [row["run_name"] for row in parsed] == ["plain", "日本語 run ✓"]
+    for row in parsed:
+        assert dt.datetime.fromisoformat(row["start_time"]) == starts[row["run_id"]]
+        assert row["start_time"].endswith("+00:00")
+        assert {k: v for k, v in row.items() if k not in ("run_id", "run_name", "start_time")} == {
+            "zero": "0:00:00",
+            "minus": "-Infinity",
+            "plus": "Infinity",
+            "nan": "NaN",
+            "nothing": None,
+            "list": [1, 2],
+            "dec": 2.5,
+            "day": "2024-03-01",
+        }
+    assert "日本語 run ✓" in out  # not \u-escaped
+
+
+def test_json_of_no_rows_is_an_empty_list(warehouse: Path) -> None:
+    code, out, _ = sql(warehouse, "--format", "json", "select * from runs where false")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_table_output(warehouse: Path) -> None:
+    code, out, _ = sql(
+        warehouse,
+        "--format",
+        "table",
+        "select run_name, status from runs where run_name in ('root', '日本語 run ✓') "
+        "union all select '[red]not markup[/red]', null order by 1",
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert "run_name" in lines[1] and "status" in lines[1]
+    body = "\n".join(lines[3:])
+    assert "[red]not markup[/red]" in body  # rich markup in a value is printed as is
+    assert "NULL" in body
+    assert "日本語 run ✓" in body and "FINISHED" in body
+
+
+def test_long_results_stream_in_csv_and_json_and_are_cut_in_a_table(warehouse: Path) -> None:
+    query = "select range as n from range(25000)"
+    code, out, _ = sql(warehouse, "--format", "csv", query)
+    lines = out.splitlines()
+    assert (code, len(lines), lines[0], lines[-1]) == (0, 25001, "n", "24999")
+    code, out, _ = sql(warehouse, "--format", "json", query)
+    assert json.loads(out) == [{"n": n} for n in range(25000)]
+    code, out, err = sql(warehouse, "--format", "table", query)
+    assert code == 0
+    assert "│ 999 " in out and "│ 1000 " not in out
+    assert "showing the first 1,000 rows" in err
+
+
+def test_views_are_queryable(warehouse: Path, rich_store: StoreFacts) -> None:
+    code, out, _ = sql(
+        warehouse,
+        "--format",
+        "json",
+        "select run_name, depth, root_run_id from run_overview where is_nested_child "
+        "order by depth",
+    )
+    assert code == 0
+    root = rich_store.run_ids["root"]
+    assert json.loads(out) == [
+        {"run_name": "child", "depth": 1, "root_run_id": root},
+        {"run_name": "grandchild", "depth": 2, "root_run_id": root},
+    ]
+
+
+def test_schema_lists_tables_and_views_with_their_columns(warehouse: Path) -> None:
+    code, out, _ = sql(warehouse, "--schema", "--format", "csv")
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["name", "kind", "column_name", "data_type"]
+    by_relation: dict[tuple[str, str], list[str]] = {}
+    for name, kind, column, _type in rows[1:]:
+        by_relation.setdefault((name, kind), []).append(column)
+    assert by_relation[("runs", "table")] == [
+        "run_id", "experiment_id", "run_name", "status", "user_id", "start_time", "end_time",
+        "lifecycle_stage", "artifact_uri",
+    ]  # fmt: skip
+    assert by_relation[("runs_per_day", "view")] == [
+        "start_date", "runs", "finished", "failed", "killed", "running", "scheduled",
+    ]  # fmt: skip
+    assert by_relation[("runs_wide", "view")][:3] == ["run_id", "experiment_id", "status"]
+    assert ("runreport_settings", "table") in by_relation
+    assert ["metrics", "table", "value", "DOUBLE"] in rows
+    assert ["runs", "table", "start_time", "TIMESTAMP WITH TIME ZONE"] in rows
+
+
+def test_schema_as_json(warehouse: Path) -> None:
+    code, out, _ = sql(warehouse, "--schema", "--format", "json")
+    assert code == 0
+    assert {
+        "name": "run_overview",
+        "kind": "view",
+        "column_name": "root_run_id",
+        "data_type": "VARCHAR",
+    } in json.loads(out)
+
+
+def test_missing_warehouse_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "runs.duckdb"
+    code, out, err = sql(missing, "select 1")
+    assert code == 2
+    assert out == ""
+    assert str(missing) in err and "runreport extract" in err
+
+
+def test_a_file_that_is_no_warehouse_is_a_config_error(tmp_path: Path) -> None:
+    not_duckdb = tmp_path / "notes.duckdb"
+    not_duckdb.write_text("hello\n")
+    code, _, err = sql(not_duckdb, "select 1")
+    assert code == 2
+    assert f"cannot open the warehouse {not_duckdb}" in err
+    assert not_duckdb.read_text() == "hello\n"
+
+
+def test_no_query_is_a_usage_error(warehouse: Path) -> None:
+    code, _, err = sql(warehouse)
+    assert code == 2 and "no query given" in err
+
+
+def test_a_bad_query_fails_with_duckdbs_message(warehouse: Path) -> None:
+    code, out, err = sql(warehouse, "select * from no_such_table")
+    assert code == 1
+    assert out == ""
+    assert err.startswith("runreport: error: query failed: Catalog Error: Table with name")
+    assert "no_such_table does not exist" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_error_while_fetching_fails_too(warehouse: Path) -> None:
+    code, _, err = sql(warehouse, "select cast('x' || range as integer) from range(3)")
+    assert code == 1
+    assert "Conversion Error" in err
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "insert into runs (run_id) values ('intruder')",
+        "update runs set status = 'FAILED'",
+        "delete from runs",
+        "drop table runs",
+        "drop view run_overview",
+        "create table intruder (a int)",
+        "create or replace view runs_per_day as select 1 as x",
+        "alter table runs add column intruder int",
+        "select 1; drop table metrics",
+        "attach '{tmp}/other.duckdb' as other",
+        "attach '{db}' as again (read_only false); create table again.intruder (a int)",
+        "copy runs to '{tmp}/stolen.csv'",
+        "copy runs from '{tmp}/stolen.csv'",
+        "set enable_external_access = true",
+        "set lock_configuration = false",
+        "install httpfs",
+    ],
+)
+def test_no_query_can_change_the_warehouse(warehouse: Path, tmp_path: Path, statement: str) -> None:
+    before = fingerprint(warehouse)
+    listing = sorted(p.name for p in warehouse.parent.iterdir())
+    code, out, err = sql(warehouse, statement.format(tmp=tmp_path, db=warehouse))
+    assert code == 1, (out, err)
+    assert err.startswith("runreport: error: query failed:")
+    assert fingerprint(warehouse) == before
+    assert sorted(p.name for p in warehouse.parent.iterdir()) == listing
+    assert list(tmp_path.iterdir()) == []
+    code, out, _ = sql(warehouse, "select count(*) as n from runs where run_id = 'intruder'")
+    assert (code, out) == (0, "n\n0\n")
