@@ -312,5 +312,88 @@ def run(
     click.echo(f"report: {folder / 'index.html'}")
 
 
+@cli.command()
+@DB_OPTION
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="reports",
+    show_default=True,
+    envvar="RUNREPORT_OUT",
+    show_envvar=True,
+    help="Folder the report is rendered into before it is sent.",
+)
+@click.option(
+    "--to",
+    "to_addrs",
+    multiple=True,
+    metavar="ADDR",
+    help="Recipient; repeat for more. Default: RUNREPORT_MAIL_TO (comma-separated).",
+)
+@click.option("--from", "from_addr", metavar="ADDR", help="Sender. Env: RUNREPORT_MAIL_FROM.")
+@click.option("--smtp-host", help="SMTP server. Env: RUNREPORT_SMTP_HOST. Default: localhost.")
+@click.option(
+    "--smtp-port",
+    type=click.IntRange(1, 65535),
+    help="Env: RUNREPORT_SMTP_PORT. Default: 25; 587 with --starttls; 465 with --ssl.",
+)
+@click.option(
+    "--smtp-user",
+    help="Env: RUNREPORT_SMTP_USER. The password comes only from RUNREPORT_SMTP_PASSWORD.",
+)
+@click.option("--starttls", "security", flag_value="starttls", help="Upgrade to TLS with STARTTLS.")
+@click.option("--ssl", "security", flag_value="ssl", help="TLS from the first byte (port 465).")
+@click.option(
+    "--subject",
+    metavar="TEMPLATE",
+    help="Subject with {fields} of report.json (date, new_runs, failed, running, zombies, "
+    "runs, experiments, window_days, ...). Env: RUNREPORT_MAIL_SUBJECT. "
+    "Default: 'MLflow runs {date}: {new_runs} new, {failed} failed'.",
+)
+@click.option("--attach-csv", is_flag=True, help="Attach one CSV file per view.")
+@click.option(
+    "--dry-run",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.eml",
+    help="Write the message to FILE.eml (opens in a mail client) instead of sending it.",
+)
+def email(
+    db: Path,
+    out: Path,
+    to_addrs: tuple[str, ...],
+    from_addr: str | None,
+    smtp_host: str | None,
+    smtp_port: int | None,
+    smtp_user: str | None,
+    security: str | None,
+    subject: str | None,
+    attach_csv: bool,
+    dry_run: Path | None,
+) -> None:
+    """Render the report and send it: text, HTML with inline charts, CSVs on request.
+
+    \b
+    The SMTP password is read from RUNREPORT_SMTP_PASSWORD, never from an option.
+    Example:
+      RUNREPORT_SMTP_PASSWORD=... runreport email --to ml-team@example.com \\
+        --smtp-host smtp.example.com --starttls --smtp-user reports
+    """
+    from etl.mail import MailSettings, email_report, required_recipients
+    from etl.report import render_report
+
+    settings = MailSettings.from_env(
+        to_addrs=to_addrs,
+        from_addr=from_addr,
+        host=smtp_host,
+        port=smtp_port,
+        user=smtp_user,
+        security=security,
+        subject_template=subject,
+    )
+    required_recipients(settings)  # a missing --to fails before the render
+    render_report(db, out)
+    click.echo(email_report(out, settings, attach_csv, dry_run))
+
+
 def main() -> None:
     cli(prog_name="runreport")

@@ -81,6 +81,7 @@ def _run_locked(
         zombie_after_hours=config.zombie_after_hours,
         metric_directions=config.metric_directions,
     )
+    mail = mail_settings(config)  # a mail setting mistake stops the job before it starts
     mode = choose_mode(config.db, config.full_refresh_days, now, force_full)
     with step("extract") as counts:
         summary = run_extract(
@@ -102,11 +103,12 @@ def _run_locked(
         point_latest(config.out, folder)
         counts.update(folder=folder, new_runs=result.figures.get("new_runs"))
 
-    if send_email and config.mail_to:
+    if send_email and mail.to_addrs:
         with step("email") as counts:
             from etl.mail import email_report
 
-            counts["sent"] = email_report(folder, mail_settings(config), config.attach_csv, None)
+            email_report(folder, mail, config.attach_csv, None)
+            counts["recipients"] = len(mail.to_addrs)
 
     with step("prune") as counts:
         counts["removed"] = len(prune_reports(config.out, report_day, config.retention_days))

@@ -1,0 +1,527 @@
+"""The report as one email: built from a rendered report folder, sent over SMTP.
+
+The folder is etl/report.py's output: summary.txt (the plain-text part), email.html (CSS
+inlined, images as <img src="cid:NAME.png"> with NAME.png beside it), report.json (the
+figures the subject template formats) and one CSV per view (attachments on request).
+
+The message, built with email.message.EmailMessage:
+
+    multipart/mixed                  (only when CSVs are attached)
+      multipart/alternative
+        text/plain                   summary.txt
+        multipart/related
+          text/html                  email.html
+          image/png ...              inline, Content-ID <NAME.png> for each cid:NAME.png
+      text/csv ...                   attachments
+
+The SMTP password comes from RUNREPORT_SMTP_PASSWORD only (a flag would show in `ps`)
+and is never logged or shown in a repr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import mimetypes
+import os
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from etl.errors import ConfigError, JobFailed
+
+if TYPE_CHECKING:
+    from etl.config import Config
+
+log = logging.getLogger("runreport")
+
+Security = Literal["none", "starttls", "ssl"]
+SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
+DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "ssl": 465}
+DEFAULT_SUBJECT = "MLflow runs {date}: {new_runs} new, {failed} failed"
+DEFAULT_HOST = "localhost"  # a local MTA (postfix, exim, a relay) is the classic cron setup
+
+PASSWORD_ENV = "RUNREPORT_SMTP_PASSWORD"
+_CID = re.compile(r"""cid:([^"'\s<>()]+)""")
+_ADDR_SPEC = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
+
+CONNECT_HINT = (
+    "Check --smtp-host/--smtp-port (RUNREPORT_SMTP_HOST/RUNREPORT_SMTP_PORT) "
+    f"and that the server is up; runreport defaults to {DEFAULT_HOST}:25"
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Where and how the mail goes. Build it with `from_env` to read RUNREPORT_* variables."""
+
+    to_addrs: tuple[str, ...] = ()
+    from_addr: str = ""  # empty: runreport@<this host's FQDN>
+    host: str = DEFAULT_HOST
+    port: int = 0  # 0: the usual port for `security` (25, 587 or 465)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: Security = "none"
+    subject_template: str = DEFAULT_SUBJECT
+    retries: int = 3  # after the first attempt, for transient failures only
+    backoff_seconds: float = 2.0  # doubled after each retry
+    timeout: float = 30.0
+    cafile: Path | None = None  # a private CA to trust for STARTTLS/SSL; None: the system's
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITIES:
+            raise ConfigError(
+                f"unknown SMTP security {self.security!r}", "Use one of: none, starttls, ssl"
+            )
+        if not self.port:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+        if not self.from_addr:
+            object.__setattr__(self, "from_addr", f"runreport@{socket.getfqdn()}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"SMTP port {self.port} is out of range", "Use 1-65535")
+        if self.retries < 0 or self.backoff_seconds < 0 or self.timeout <= 0:
+            raise ConfigError(
+                "SMTP retries and backoff must be >= 0 and the timeout > 0",
+                f"Got retries={self.retries}, backoff={self.backoff_seconds}, "
+                f"timeout={self.timeout}",
+            )
+        object.__setattr__(self, "to_addrs", tuple(self.to_addrs))
+        envelope_addresses([self.from_addr], "sender")
+        envelope_addresses(self.to_addrs, "recipient")
+        if self.user and not self.password:
+            raise ConfigError(
+                f"an SMTP user ({self.user!r}) is set but {PASSWORD_ENV} is not",
+                f"Export {PASSWORD_ENV}; the password is never a command-line option",
+            )
+        if self.password and not self.user:
+            raise ConfigError(
+                f"{PASSWORD_ENV} is set but no SMTP user",
+                "Set --smtp-user or RUNREPORT_SMTP_USER, or unset the password",
+            )
+        if not (self.user or "").isascii() or not (self.password or "").isascii():
+            raise ConfigError(
+                "the SMTP user or password has non-ASCII characters, which SMTP AUTH cannot carry",
+                "Use an ASCII password (an app password, for example)",
+            )
+        if self.user and self.security == "none" and not _is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to send the SMTP password unencrypted to {self.host}",
+                "Use --starttls (port 587) or --ssl (port 465)",
+            )
+        if self.cafile is not None and not Path(self.cafile).is_file():
+            raise ConfigError(
+                f"CA file {self.cafile} does not exist",
+                "Fix RUNREPORT_SMTP_CAFILE or unset it to trust the system's CAs",
+            )
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        to_addrs: Sequence[str] = (),
+        from_addr: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        security: str | None = None,
+        subject_template: str | None = None,
+        cafile: Path | None = None,
+        retries: int | None = None,
+        backoff_seconds: float | None = None,
+        timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> MailSettings:
+        """Arguments given win; the rest come from the environment:
+
+        RUNREPORT_MAIL_TO (comma-separated), RUNREPORT_MAIL_FROM, RUNREPORT_MAIL_SUBJECT,
+        RUNREPORT_SMTP_HOST, RUNREPORT_SMTP_PORT, RUNREPORT_SMTP_USER,
+        RUNREPORT_SMTP_PASSWORD (the only way to give the password),
+        RUNREPORT_SMTP_SECURITY (none|starttls|ssl), RUNREPORT_SMTP_CAFILE,
+        RUNREPORT_SMTP_RETRIES, RUNREPORT_SMTP_BACKOFF (seconds), RUNREPORT_SMTP_TIMEOUT.
+        """
+        env = os.environ if environ is None else environ
+
+        def pick(given: str | None, name: str) -> str | None:
+            return given if given else (env.get(name) or None)
+
+        def number(given: float | None, name: str, kind: type[T], default: T) -> T:
+            if given is not None:
+                return kind(given)  # type: ignore[call-arg]
+            text = env.get(name, "").strip()
+            try:
+                return kind(text) if text else default  # type: ignore[call-arg]
+            except ValueError:
+                raise ConfigError(f"{name} is not a number: {text!r}", "Fix or unset it") from None
+
+        recipients = list(to_addrs) or _split_addresses(env.get("RUNREPORT_MAIL_TO", ""))
+        cafile_text = pick(str(cafile) if cafile else None, "RUNREPORT_SMTP_CAFILE")
+        return cls(
+            to_addrs=tuple(recipients),
+            from_addr=pick(from_addr, "RUNREPORT_MAIL_FROM") or "",
+            host=pick(host, "RUNREPORT_SMTP_HOST") or DEFAULT_HOST,
+            port=number(port or None, "RUNREPORT_SMTP_PORT", int, 0),
+            user=pick(user, "RUNREPORT_SMTP_USER"),
+            password=env.get(PASSWORD_ENV) or None,
+            security=(pick(security, "RUNREPORT_SMTP_SECURITY") or "none").lower(),  # type: ignore[arg-type]
+            subject_template=pick(subject_template, "RUNREPORT_MAIL_SUBJECT") or DEFAULT_SUBJECT,
+            cafile=Path(cafile_text) if cafile_text else None,
+            retries=number(retries, "RUNREPORT_SMTP_RETRIES", int, cls.retries),
+            backoff_seconds=number(
+                backoff_seconds, "RUNREPORT_SMTP_BACKOFF", float, cls.backoff_seconds
+            ),
+            timeout=number(timeout, "RUNREPORT_SMTP_TIMEOUT", float, cls.timeout),
+        )
+
+    @classmethod
+    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> MailSettings:
+        """The [mail] section of a `runreport run` config file; the environment fills the
+        rest (and alone holds the password)."""
+        return cls.from_env(
+            to_addrs=config.mail_to,
+            from_addr=config.mail_from,
+            host=config.smtp_host,
+            port=config.smtp_port,
+            user=config.smtp_user,
+            security=config.smtp_security,
+            subject_template=config.mail_subject,
+            environ=environ,
+        )
+
+    @property
+    def server(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the server's certificate and host name, against `cafile` if given."""
+        return ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+
+
+def email_report(
+    report_dir: Path, settings: MailSettings, attach_csv: bool = False, dry_run: Path | None = None
+) -> str:
+    """What `runreport email` does after rendering: build the message from the report
+    folder, then write it to `dry_run` (an .eml file) or send it. Returns one line to print."""
+    recipients = required_recipients(settings)
+    message = build_message(report_dir, settings, attach_csv)
+    parts = _describe_parts(message)
+    if dry_run is not None:
+        write_message(message, dry_run)
+        return (
+            f"wrote {dry_run} ({parts}): {message['Subject']!r} for "
+            f"{', '.join(recipients)}; not sent"
+        )
+    send_message(message, settings)
+    return f"sent {message['Subject']!r} ({parts}) to {', '.join(recipients)} via {settings.server}"
+
+
+def build_message(report_dir: Path, settings: MailSettings, attach_csv: bool) -> EmailMessage:
+    """One message from a rendered report folder (see the module docstring for its shape)."""
+    report_dir = Path(report_dir)
+    figures = _read_figures(report_dir)
+    text = _read_report_file(report_dir, "summary.txt")
+    html = _read_report_file(report_dir, "email.html")
+    message = _new_message(settings, render_subject(settings.subject_template, figures))
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None  # just added; add_related turns it into multipart/related
+    images = inline_image_names(html)
+    for name in images:
+        image = _report_file(report_dir, name, f"email.html shows cid:{name}")
+        maintype, subtype = _mime_type(image)
+        html_part.add_related(
+            image.read_bytes(), maintype, subtype, cid=f"<{name}>", filename=name,
+            disposition="inline",
+        )  # fmt: skip
+    if images:
+        html_part.set_param("type", "text/html")  # RFC 2387: the root part's type
+    if attach_csv:
+        for table in sorted(report_dir.glob("*.csv")):
+            message.add_attachment(
+                table.read_bytes(), "text", "csv", filename=table.name,
+                params={"charset": "utf-8"},
+            )  # fmt: skip
+    return message
+
+
+def render_subject(template: str, figures: Mapping[str, Any]) -> str:
+    """`template` formatted with the report's figures, on one line."""
+    try:
+        subject = template.format(**figures)
+    except KeyError as exc:
+        raise ConfigError(
+            f"the subject template {template!r} names {{{exc.args[0]}}}, "
+            "which the report does not have",
+            f"Use any of: {', '.join('{' + key + '}' for key in sorted(figures))}",
+        ) from None
+    except (ValueError, IndexError, AttributeError) as exc:
+        raise ConfigError(
+            f"the subject template {template!r} cannot be formatted: {exc}",
+            f"Write fields as {{name}}, e.g. {DEFAULT_SUBJECT!r}",
+        ) from None
+    return " ".join(subject.split())
+
+
+def inline_image_names(html: str) -> list[str]:
+    """Each file named by a cid: reference, once, in order of appearance."""
+    return list(dict.fromkeys(_CID.findall(html)))
+
+
+def write_message(message: EmailMessage, path: Path) -> None:
+    """The message as an .eml file a mail client opens (CRLF line ends, as on the wire)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(message.as_bytes(policy=policy.SMTP))
+
+
+def send_message(message: EmailMessage, settings: MailSettings) -> None:
+    """Send to every recipient of `settings`. Transient failures (no connection, 4xx) are
+    retried with backoff; permanent ones (authentication, 5xx, TLS) fail at once. If the
+    server refuses some recipients, the others still get the mail and JobFailed names the
+    refused ones."""
+    recipients = required_recipients(settings)
+    sender = envelope_addresses([settings.from_addr], "sender")[0]
+
+    def attempt() -> dict[str, tuple[int, bytes]]:
+        return _deliver_once(message, settings, sender, recipients)
+
+    refused = _with_retries(settings, attempt)
+    if refused:
+        delivered = len(recipients) - len(refused)
+        raise JobFailed(
+            f"the mail went to {delivered} of {len(recipients)} recipients; "
+            f"{settings.server} refused {_format_refused(refused)}",
+            "Check the refused addresses; the others have the mail, so do not resend to them",
+        )
+    log.info(
+        "sent %r to %d recipients via %s", message["Subject"], len(recipients), settings.server
+    )
+
+
+def send_failure_notice(
+    settings: MailSettings, to_addrs: Sequence[str], subject: str, text: str
+) -> None:
+    """A plain-text mail (the scheduler's on_failure notice) through the same server."""
+    notice_settings = dataclasses.replace(settings, to_addrs=tuple(to_addrs))
+    message = _new_message(notice_settings, " ".join(subject.split()))
+    message.set_content(text)
+    send_message(message, notice_settings)
+
+
+def required_recipients(settings: MailSettings) -> list[str]:
+    """The bare recipient addresses; none at all is a configuration error."""
+    recipients = envelope_addresses(settings.to_addrs, "recipient")
+    if not recipients:
+        raise ConfigError(
+            "no mail recipient given", "Pass --to ADDR (repeatable) or set RUNREPORT_MAIL_TO"
+        )
+    return recipients
+
+
+def envelope_addresses(addresses: Iterable[str], role: str) -> list[str]:
+    """The bare addresses (no display names) of `addresses`, each once, checked."""
+    found: dict[str, str] = {}
+    for entry in addresses:
+        parsed = getaddresses([entry])
+        if not parsed or any(not _ADDR_SPEC.match(addr) for _, addr in parsed):
+            raise ConfigError(
+                f"not a valid {role} email address: {entry!r}",
+                "Write it as name@example.com or 'Name <name@example.com>'",
+            )
+        for _, addr in parsed:
+            found.setdefault(addr.lower(), addr)
+    return list(found.values())
+
+
+def _split_addresses(value: str) -> list[str]:
+    return [formataddr((name, addr)) for name, addr in getaddresses([value]) if addr]
+
+
+def _new_message(settings: MailSettings, subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.from_addr
+    message["To"] = ", ".join(settings.to_addrs)
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    sender_domain = envelope_addresses([settings.from_addr], "sender")[0].rsplit("@", 1)[1]
+    message["Message-ID"] = make_msgid("runreport", domain=sender_domain)
+    # RFC 3834: a machine wrote this; vacation responders should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    return message
+
+
+def _read_figures(report_dir: Path) -> dict[str, Any]:
+    source = _report_file(report_dir, "report.json", "the subject's figures")
+    try:
+        figures = json.loads(source.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JobFailed(
+            f"{source} is not valid JSON: {exc}", f"Render the report again into {report_dir}"
+        ) from None
+    if not isinstance(figures, dict):
+        raise JobFailed(
+            f"{source} holds no figures object", f"Render the report again into {report_dir}"
+        )
+    return figures
+
+
+def _read_report_file(report_dir: Path, name: str) -> str:
+    return _report_file(report_dir, name, "the mail's body").read_text(encoding="utf-8")
+
+
+def _report_file(report_dir: Path, name: str, needed_for: str) -> Path:
+    path = report_dir / name
+    if Path(name).name != name or not path.is_file():
+        raise ConfigError(
+            f"{path} is missing ({needed_for})",
+            f"Render the report first: runreport report --out {report_dir}",
+        )
+    return path
+
+
+def _mime_type(path: Path) -> tuple[str, str]:
+    guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    maintype, subtype = guessed.split("/", 1)
+    return maintype, subtype
+
+
+def _describe_parts(message: EmailMessage) -> str:
+    related = [part for part in message.walk() if part.get("Content-ID")]
+    attached = [part for part in message.walk() if part.get_content_disposition() == "attachment"]
+    size_kb = len(message.as_bytes()) / 1024
+    return f"{len(related)} inline images, {len(attached)} attachments, {size_kb:.0f} KB"
+
+
+def _deliver_once(
+    message: EmailMessage, settings: MailSettings, sender: str, recipients: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """One connection: (STARTTLS,) login, send. Returns the recipients the server refused."""
+    smtp: smtplib.SMTP
+    if settings.security == "ssl":
+        smtp = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=settings.timeout, context=settings.ssl_context()
+        )
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        smtp.ehlo()
+        if settings.security == "starttls":
+            smtp.starttls(context=settings.ssl_context())
+            smtp.ehlo()
+        if settings.user and settings.password:
+            smtp.login(settings.user, settings.password)
+        refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
+        # The server has the mail; a failed QUIT must not make us send it again.
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.quit()
+        return refused
+    finally:
+        smtp.close()
+
+
+def _with_retries(settings: MailSettings, attempt: Callable[[], T]) -> T:
+    attempts = settings.retries + 1
+    for number in range(1, attempts + 1):
+        try:
+            return attempt()
+        except (smtplib.SMTPException, OSError) as exc:
+            transient, reason, hint = _explain(exc, settings)
+            if not transient:
+                raise JobFailed(reason, hint) from exc
+            if number == attempts:
+                raise JobFailed(f"{reason} (gave up after {attempts} attempts)", hint) from exc
+            delay = settings.backoff_seconds * 2 ** (number - 1)
+            log.warning(
+                "sending mail failed (attempt %d of %d): %s; retrying in %.1f s",
+                number, attempts, reason, delay,
+            )  # fmt: skip
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _explain(exc: BaseException, settings: MailSettings) -> tuple[bool, str, str]:
+    """(transient?, one-line reason, hint) for a failed delivery attempt."""
+    where = settings.server
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return (
+            False,
+            f"SMTP server {where} rejected the login of user {settings.user!r}: {_reply(exc)}",
+            f"Check --smtp-user / RUNREPORT_SMTP_USER and {PASSWORD_ENV}",
+        )
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return (
+            all(400 <= code < 500 for code in codes),
+            f"SMTP server {where} refused every recipient: {_format_refused(exc.recipients)}",
+            "Check the --to addresses",
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return False, f"SMTP server {where}: {exc}", "Check --starttls / --ssl and --smtp-user"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return (
+            400 <= exc.smtp_code < 500,
+            f"SMTP server {where} answered {_reply(exc)}",
+            "A 4xx answer is temporary and a 5xx one permanent; see the server's message",
+        )
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return True, f"SMTP server {where} closed the connection: {exc}", CONNECT_HINT
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            False,
+            f"the TLS certificate of {where} is not trusted: {exc.verify_message}",
+            "Set RUNREPORT_SMTP_CAFILE to the CA that signed it, or fix --smtp-host",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            False,
+            f"TLS with {where} failed: {exc.reason or exc}",
+            "Use --starttls for a port like 587, --ssl for a port like 465",
+        )
+    if isinstance(exc, socket.gaierror):
+        return (
+            False,
+            f"cannot resolve SMTP host {settings.host!r}: {exc.strerror or exc}",
+            "Check --smtp-host / RUNREPORT_SMTP_HOST",
+        )
+    if isinstance(exc, smtplib.SMTPException):
+        return False, f"sending to {where} failed: {exc}", CONNECT_HINT
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or repr(exc)
+    return True, f"cannot reach SMTP server {where}: {detail}", CONNECT_HINT
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    error = exc.smtp_error
+    text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+    return f"{exc.smtp_code} {' '.join(text.split())}"
+
+
+def _format_refused(refused: Mapping[str, tuple[int, bytes | str]]) -> str:
+    items = []
+    for address, (code, error) in refused.items():
+        text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+        items.append(f"{address} ({code} {' '.join(text.split())})")
+    return ", ".join(items)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
