@@ -1,0 +1,146 @@
+"""The report's charts as PNG files, drawn by matplotlib (Agg: no display needed).
+
+Labels come from user input (estimator names), so math text is off: a `$` stays a `$`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# The badge colours of the HTML report, so a chart and its table agree.
+STATUS_COLOURS = {
+    "FINISHED": "#2f855a",
+    "FAILED": "#c53030",
+    "KILLED": "#b7791f",
+    "RUNNING": "#2b6cb0",
+    "SCHEDULED": "#718096",
+}
+OTHER_COLOUR = "#a0aec0"
+ACCENT = "#3b5b92"
+INK = "#2d3748"
+MUTED = "#718096"
+GRID = "#e2e8f0"
+WIDTH_IN = 7.0
+DPI = 160
+LABEL_CHARS = 28
+
+STYLE: Any = {  # matplotlib types rc keys as literals
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "sans-serif"],
+    "font.size": 9,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": MUTED,
+    "axes.titlesize": 10,
+    "xtick.color": MUTED,
+    "ytick.color": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+}
+
+
+def _label(text: object) -> str:
+    value = "(none)" if text is None else str(text)
+    return value if len(value) <= LABEL_CHARS else value[: LABEL_CHARS - 1] + "…"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Glyph missing" for scripts the font lacks
+        fig.savefig(path, dpi=DPI, facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def runs_per_day_chart(days: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Stacked bars of runs per day by status; None when the window holds no runs."""
+    if not any(day["runs"] for day in days):
+        return None
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.6), layout="constrained")
+        positions = list(range(len(days)))
+        bottom = [0] * len(days)
+        for status, colour in STATUS_COLOURS.items():
+            heights = [day.get(status.lower(), 0) or 0 for day in days]
+            if not any(heights):
+                continue
+            ax.bar(positions, heights, bottom=bottom, color=colour, width=0.7, label=status.lower())
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        other = [day["runs"] - b for day, b in zip(days, bottom, strict=True)]
+        if any(other):
+            ax.bar(positions, other, bottom=bottom, color=OTHER_COLOUR, width=0.7, label="other")
+        step = max(1, len(days) // 10)
+        ax.set_xticks(positions[::step])
+        ax.set_xticklabels([f"{day['start_date']:%b %d}" for day in days][::step])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.grid(axis="y", color=GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+        ax.tick_params(length=0)
+        ax.legend(
+            frameon=False,
+            ncols=5,
+            loc="lower left",
+            bbox_to_anchor=(0, 1.0),
+            fontsize=8,
+            handlelength=1,
+            handleheight=1,
+        )
+        return _save(fig, path)
+
+
+def horizontal_bars(
+    labels: Sequence[object],
+    values: Sequence[int],
+    path: Path,
+    colours: Sequence[str] | None = None,
+) -> Path | None:
+    """One bar per label, largest on top, with its count at the bar's end."""
+    if not values or not any(values):
+        return None
+    with plt.rc_context(STYLE):
+        height = 0.45 + 0.3 * len(values)
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, height), layout="constrained")
+        positions = list(range(len(values)))[::-1]
+        ax.barh(positions, values, color=list(colours or [ACCENT] * len(values)), height=0.62)
+        ax.set_yticks(positions)
+        ax.set_yticklabels([_label(label) for label in labels])
+        peak = max(values)
+        for position, value in zip(positions, values, strict=True):
+            ax.text(
+                value + peak * 0.01,
+                position,
+                f"{value:,}",
+                va="center",
+                ha="left",
+                color=INK,
+                fontsize=8,
+            )
+        ax.set_xlim(0, peak * 1.12)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.grid(axis="x", color=GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+        ax.tick_params(length=0)
+        ax.spines["left"].set_visible(False)
+        return _save(fig, path)
+
+
+def estimator_chart(rows: Sequence[dict[str, Any]], path: Path, limit: int = 12) -> Path | None:
+    shown = list(rows[:limit])
+    return horizontal_bars([r["estimator_name"] for r in shown], [r["runs"] for r in shown], path)
+
+
+def status_chart(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    colours = [STATUS_COLOURS.get(row["status"], OTHER_COLOUR) for row in rows]
+    return horizontal_bars([r["status"] for r in rows], [r["runs"] for r in rows], path, colours)

@@ -1,0 +1,120 @@
+"""How values read in the report: the Jinja filters the templates use.
+
+Every filter returns plain text (escaped by Jinja's autoescape) except `cut`, which builds
+its markup from escaped parts itself.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
+
+# MLflow's SQL stores save +inf and -inf as the largest double.
+FLOAT_MAX = 1.7976931348623157e308
+CUT_AT = 80
+
+
+def metric(value: float | int | None) -> str:
+    """A metric value: NaN, ∞ and −∞ spelled out, otherwise up to 6 significant digits."""
+    if value is None:
+        return ""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value) or abs(value) >= FLOAT_MAX:
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.6g}"
+
+
+def count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """1 h 05 min, 3 min 20 s, 12 s: precise enough to tell a crash from a real run."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{max(seconds, 0):.1f} s" if seconds < 10 else f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def hours(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:,.1f} h" if value < 48 else f"{value / 24:,.1f} d"
+
+
+class Clock:
+    """Times in the report's time zone, always with the zone's name."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+
+    def when(self, value: datetime | None) -> str:
+        if value is None:
+            return ""
+        local = value.astimezone(self.zone)
+        return f"{local:%Y-%m-%d %H:%M} {local.tzname() or self.timezone}"
+
+    def day(self, value: date | datetime | None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            value = value.astimezone(self.zone).date()
+        return f"{value:%a %Y-%m-%d}"
+
+
+def cut(value: object, limit: int = CUT_AT) -> Markup:
+    """Text cut to `limit` characters with an ellipsis; the whole value in a title."""
+    if value is None:
+        return Markup("")
+    text = str(value)
+    if len(text) <= limit:
+        return escape(text)
+    return Markup('<span title="{}">{}…</span>').format(text, text[: limit - 1])
+
+
+def short_id(run_id: str | None) -> Markup:
+    """The first 8 characters of a run id (enough to find it), the whole id on hover."""
+    if not run_id:
+        return Markup("")
+    return Markup('<code title="{}">{}</code>').format(run_id, run_id[:8])
+
+
+def plain_cut(value: object, limit: int = 60) -> str:
+    """For the plain-text summary: no markup, just the ellipsis."""
+    text = "" if value is None else " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_class(status: str | None) -> str:
+    known = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
+    return f"badge-{status.lower()}" if status in known else "badge-other"
+
+
+def filters(clock: Clock) -> dict[str, object]:
+    return {
+        "metric": metric,
+        "count": count,
+        "duration": duration,
+        "hours": hours,
+        "when": clock.when,
+        "day": clock.day,
+        "cut": cut,
+        "short_id": short_id,
+        "plain_cut": plain_cut,
+        "status_class": status_class,
+    }
