@@ -51,7 +51,7 @@ def redact(uri: str) -> str:
 
 def sqlite_path(uri: str) -> Path | None:
     """The file a sqlite:/// URI names (None for an in-memory store)."""
-    rest = uri[len("sqlite://"):]
+    rest = uri[len("sqlite://") :]
     if rest in ("", "/", "/:memory:"):
         return None
     return Path(rest[1:] if rest.startswith("/") else rest)

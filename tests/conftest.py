@@ -155,10 +155,16 @@ def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     process = subprocess.Popen(
         [
-            mlflow_bin, "server",
-            "--backend-store-uri", backend_uri,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers),
+            mlflow_bin,
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
