@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from etl import __version__
+from etl import extract as extract_defaults
 from etl.errors import RunreportError
 
 log = logging.getLogger("runreport")
@@ -25,12 +26,12 @@ DB_OPTION = click.option(
     show_default=True,
     help="The DuckDB warehouse file.",
 )
+TRACKING_URI_OPTION_HELP = (
+    "MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
+    "Default: MLflow's own default (sqlite:///mlflow.db in the working directory)."
+)
 TRACKING_URI_OPTION = click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    show_envvar=True,
-    help="MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
-    "Default: MLflow's own default (sqlite:///mlflow.db in the working directory).",
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, help=TRACKING_URI_OPTION_HELP
 )
 
 
@@ -76,9 +77,28 @@ def cli(quiet: bool) -> None:
     setup_logging(quiet)
 
 
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RUNREPORT_CONFIG",
+    show_envvar=True,
+    help="TOML configuration (see runreport.example.toml); options given here win over it.",
+)
+
+
 @cli.command()
-@TRACKING_URI_OPTION
-@DB_OPTION
+@CONFIG_OPTION
+@click.option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, help=TRACKING_URI_OPTION_HELP
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RUNREPORT_DB",
+    show_envvar=True,
+    help="The DuckDB warehouse file.  [default: runs.duckdb, or [warehouse] path]",
+)
 @click.option("--full", "mode", flag_value="full", default=True, help="Rebuild from scratch.")
 @click.option(
     "--incremental",
@@ -89,6 +109,7 @@ def cli(quiet: bool) -> None:
 @click.option(
     "--metric-history",
     is_flag=True,
+    default=None,
     envvar="RUNREPORT_METRIC_HISTORY",
     help="Also fill metric_history with every logged point. Slow on big stores: one "
     "get_metric_history call per run and metric key.",
@@ -96,7 +117,7 @@ def cli(quiet: bool) -> None:
 @click.option(
     "--page-size",
     type=click.IntRange(1, 50_000),
-    default=10_000,
+    default=extract_defaults.DEFAULT_PAGE_SIZE,
     show_default=True,
     envvar="RUNREPORT_PAGE_SIZE",
     help="Runs per search_runs request.",
@@ -110,10 +131,11 @@ def cli(quiet: bool) -> None:
     "Default: the number of cores, at most 4.",
 )
 def extract(
+    config_file: Path | None,
     tracking_uri: str | None,
-    db: Path,
+    db: Path | None,
     mode: str,
-    metric_history: bool,
+    metric_history: bool | None,
     page_size: int,
     workers: int | None,
 ) -> None:
@@ -122,17 +144,29 @@ def extract(
     \b
     Example:
       runreport extract --tracking-uri sqlite:///mlflow.db --db runs.duckdb
+      runreport extract --incremental --config runreport.toml
     """
+    from datetime import timedelta
+
+    from etl.config import load_config
     from etl.refresh import run_extract
     from etl.tracking import default_tracking_uri
+    from etl.views import ViewSettings
 
+    config = load_config(config_file)
     run_extract(
-        tracking_uri or default_tracking_uri(),
-        db,
+        tracking_uri or config.tracking_uri or default_tracking_uri(),
+        db or config.db,
         mode=mode,
-        metric_history=metric_history,
+        metric_history=config.metric_history if metric_history is None else metric_history,
         page_size=page_size,
-        workers=workers,
+        workers=workers or config.workers,
+        overlap=timedelta(minutes=config.overlap_minutes),
+        view_settings=ViewSettings(
+            timezone=config.timezone,
+            zombie_after_hours=config.zombie_after_hours,
+            metric_directions=config.metric_directions,
+        ),
     )
 
 
@@ -262,14 +296,7 @@ def demo(folder: Path) -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="RUNREPORT_CONFIG",
-    show_envvar=True,
-    help="TOML configuration (see runreport.example.toml).",
-)
+@CONFIG_OPTION
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="Overrides [tracking] uri.")
 @click.option(
     "--db",
