@@ -23,7 +23,9 @@ EXPERIMENT_PAGE_SIZE = 1000
 # search_runs accepts many experiment ids, but long id lists make slow SQL and big
 # requests; batches of this size keep each request small.
 EXPERIMENT_BATCH_SIZE = 100
-DEFAULT_PAGE_SIZE = 10_000  # stores reject more than 50,000
+# Stores reject more than 50,000. Measured on 120,000 runs (SQLite, one process): 1,000 a
+# page took 46 s at 350 MB peak, 2,000 took 40 s at 383 MB, 5,000 took 37 s at 573 MB.
+DEFAULT_PAGE_SIZE = 1_000
 
 
 def make_client(tracking_uri: str) -> MlflowClient:

@@ -5,7 +5,8 @@ since the previous extract's watermark (its start time, less an overlap for cloc
 
 - runs started since then (new runs, new children of old parents);
 - runs that ended since then (a reopened run gets a new end time);
-- runs that were RUNNING at the previous extract;
+- runs RUNNING now (they log metrics without any time changing; those RUNNING at the
+  previous extract that have ended since carry a new end time);
 - runs whose lifecycle stage changed (deleted or restored, also through their experiment).
 
 Not seen: a metric, param or tag logged to a finished run with MlflowClient without
@@ -70,18 +71,18 @@ def changed_runs(
             iter([[run for run in page if stored_stage.get(run.info.run_id) != "deleted"]])
         )
 
-    restored = [
+    restored = sorted(
         run_id
         for run_id, stage in stored_stage.items()
-        if stage == "deleted" and run_id not in deleted_now
-    ]
-    was_running = [
-        run_id
-        for (run_id,) in con.execute("select run_id from runs where status = 'RUNNING'").fetchall()
-    ]
-    recheck = sorted({*restored, *was_running} - seen)
-    for batch in extract.batched(recheck, RUN_ID_BATCH):
+        if stage == "deleted" and run_id not in deleted_now and run_id not in seen
+    )
+    for batch in extract.batched(restored, RUN_ID_BATCH):
         ids = ", ".join(f"'{run_id}'" for run_id in batch)
         yield from fresh(
             extract.run_pages(client, experiment_ids, f"attributes.run_id IN ({ids})", page_size)
         )
+    # Runs still running log new metrics without any time changing; runs that were
+    # running and have ended since carry a new end time, so the query above found them.
+    yield from fresh(
+        extract.run_pages(client, experiment_ids, "attributes.status = 'RUNNING'", page_size)
+    )

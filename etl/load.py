@@ -26,6 +26,7 @@ from etl.schema import (
 )
 
 TMP_MARK = ".runreport-tmp-"
+BUILD_MEMORY_LIMIT = "32MB"
 _ARROW_TYPES = {
     "varchar": pa.string(),
     "double": pa.float64(),
@@ -89,6 +90,10 @@ class WarehouseBuilder:
         if self.from_existing and self.target.exists():
             shutil.copyfile(self.target, self.tmp_path)
         self.con = connect(self.tmp_path)
+        # DuckDB would cache every written block up to 80% of RAM; the warehouse is on disk
+        # and pages arrive one at a time, so a small cache keeps the extract's memory flat.
+        self.con.execute(f"set memory_limit = '{BUILD_MEMORY_LIMIT}'")
+        self.con.execute("set threads = 1")
         for table in TABLES:
             self.con.execute(create_table_sql(table))
         self.con.execute(EXTRACT_LOG_DDL)

@@ -14,7 +14,12 @@ from etl import extract, incremental
 from etl.errors import JobFailed
 from etl.load import WarehouseBuilder, check_writable, connect
 from etl.lock import warehouse_lock
-from etl.parallel import default_workers, page_records, parallel_run_records
+from etl.parallel import (
+    default_workers,
+    experiment_tasks,
+    page_records,
+    parallel_run_records,
+)
 from etl.progress import RunProgress
 from etl.tracking import check_tracking_uri, redact
 from etl.views import create_views
@@ -103,8 +108,9 @@ def _all_run_records(
     if workers > 1 and len(experiment_ids) > 1:
         yield from parallel_run_records(uri, experiment_ids, workers, page_size, metric_history)
         return
-    for runs in extract.run_pages(client, experiment_ids, page_size=page_size):
-        yield len(runs), page_records(runs, client, metric_history)
+    for task in experiment_tasks(experiment_ids, 1):
+        for runs in extract.run_pages(client, task, page_size=page_size):
+            yield len(runs), page_records(runs, client, metric_history)
 
 
 def _changed_run_records(
