@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,25 +14,48 @@ import click
 
 from etl import __version__
 from etl import extract as extract_defaults
-from etl.errors import RunreportError
+from etl.errors import RunreportError, scrub_credentials
 
 log = logging.getLogger("runreport")
 
-DB_OPTION = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="runs.duckdb",
-    envvar="RUNREPORT_DB",
-    show_envvar=True,
-    show_default=True,
-    help="The DuckDB warehouse file.",
-)
-TRACKING_URI_OPTION_HELP = (
-    "MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
-    "Default: MLflow's own default (sqlite:///mlflow.db in the working directory)."
-)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def db_option(
+    default: str | None = "runs.duckdb", text: str = "The DuckDB warehouse file."
+) -> Decorator:
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=default,
+        envvar="RUNREPORT_DB",
+        show_envvar=True,
+        show_default=default is not None,
+        help=text,
+    )
+
+
+def out_option(default: str | None, text: str) -> Decorator:
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default,
+        envvar="RUNREPORT_OUT",
+        show_envvar=True,
+        show_default=default is not None,
+        help=text,
+    )
+
+
+DB_OPTION = db_option()
 TRACKING_URI_OPTION = click.option(
-    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, help=TRACKING_URI_OPTION_HELP
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    show_envvar=True,
+    help="MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
+    "Default: [tracking] uri of --config, else MLflow's own default (sqlite:///mlflow.db in "
+    "the working directory).",
 )
 
 
@@ -41,12 +65,32 @@ class RunreportGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except RunreportError as exc:
             click.echo(f"runreport: error: {exc.one_line()}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("runreport: interrupted; the previous warehouse is unchanged", err=True)
             sys.exit(130)
+        except Exception as exc:  # unforeseen: still one line for cron, unless debugging
+            if os.environ.get("RUNREPORT_DEBUG"):
+                raise
+            failure = RunreportError(
+                f"{exc.__class__.__name__}: {exc}",
+                "Set RUNREPORT_DEBUG=1 to see the traceback",
+            )
+            click.echo(f"runreport: error: {failure.one_line()}", err=True)
+            sys.exit(1)
+
+
+def _scrub_log_record(record: logging.LogRecord) -> bool:
+    """No log line, ours or a library's, shows a password from a URI."""
+    message = record.getMessage()
+    scrubbed = scrub_credentials(message)
+    if scrubbed != message:
+        record.msg, record.args = scrubbed, None
+    return True
 
 
 def setup_logging(quiet: bool) -> None:
@@ -60,6 +104,8 @@ def setup_logging(quiet: bool) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_scrub_log_record)
     # MLflow and alembic are chatty at INFO; their warnings still show.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -89,15 +135,9 @@ CONFIG_OPTION = click.option(
 
 @cli.command()
 @CONFIG_OPTION
-@click.option(
-    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, help=TRACKING_URI_OPTION_HELP
-)
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="RUNREPORT_DB",
-    show_envvar=True,
-    help="The DuckDB warehouse file.  [default: runs.duckdb, or [warehouse] path]",
+@TRACKING_URI_OPTION
+@db_option(
+    None, "The DuckDB warehouse file. Default: [warehouse] path of --config, else runs.duckdb."
 )
 @click.option("--full", "mode", flag_value="full", default=True, help="Rebuild from scratch.")
 @click.option(
@@ -228,14 +268,8 @@ def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
 
 @cli.command()
 @DB_OPTION
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="reports",
-    show_default=True,
-    envvar="RUNREPORT_OUT",
-    show_envvar=True,
-    help="Folder the report is written into (replaced whole when the render succeeds).",
+@out_option(
+    "reports", "Folder the report is written into (replaced whole when the render succeeds)."
 )
 @click.option(
     "--since",
@@ -298,21 +332,23 @@ def demo(folder: Path) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="Overrides [tracking] uri.")
+@TRACKING_URI_OPTION
+@db_option(None, "Overrides [warehouse] path (default runs.duckdb).")
+@out_option(None, "Overrides [report] out (default reports); reports go into OUT/YYYY-MM-DD.")
 @click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="RUNREPORT_DB",
-    help="Overrides [warehouse] path.",
+    "--full",
+    is_flag=True,
+    envvar="RUNREPORT_FULL",
+    show_envvar=True,
+    help="Full extract instead of incremental.",
 )
 @click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="RUNREPORT_OUT",
-    help="Overrides [report] out; reports go into OUT/YYYY-MM-DD with OUT/latest.",
+    "--no-email",
+    is_flag=True,
+    envvar="RUNREPORT_NO_EMAIL",
+    show_envvar=True,
+    help="Render the report but send nothing.",
 )
-@click.option("--full", is_flag=True, help="Full extract instead of incremental.")
-@click.option("--no-email", is_flag=True, help="Render the report but send nothing.")
 def run(
     config_file: Path | None,
     tracking_uri: str | None,
@@ -342,15 +378,7 @@ def run(
 
 @cli.command()
 @DB_OPTION
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="reports",
-    show_default=True,
-    envvar="RUNREPORT_OUT",
-    show_envvar=True,
-    help="Folder the report is rendered into before it is sent.",
-)
+@out_option("reports", "Folder the report is rendered into before it is sent.")
 @click.option(
     "--to",
     "to_addrs",

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
+# user:password@ (or a lone token@) inside any URI in a message, e.g. one MLflow quotes
+_URI_CREDENTIALS = re.compile(r"://([^/@\s:]+)(:[^/@\s]*)?@")
+
+
+def scrub_credentials(text: str) -> str:
+    """The text with every URI's password (or lone token) replaced by ***."""
+    return _URI_CREDENTIALS.sub(
+        lambda m: f"://{m.group(1)}:***@" if m.group(2) else "://***@", text
+    )
+
 
 class RunreportError(Exception):
     """A failure the user can act on. `hint` says what to do about it."""
@@ -15,7 +27,7 @@ class RunreportError(Exception):
 
     def one_line(self) -> str:
         text = self.message if not self.hint else f"{self.message}. {self.hint}"
-        return " ".join(text.split())
+        return scrub_credentials(" ".join(text.split()))
 
 
 class JobFailed(RunreportError):

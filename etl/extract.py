@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from etl.schema import empty_records
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Experiment, Run
 
-Records = dict[str, dict[str, list]]
+Records = dict[str, dict[str, list[Any]]]
 
 EXPERIMENT_PAGE_SIZE = 1000
 # search_runs accepts many experiment ids, but long id lists make slow SQL and big

@@ -5,8 +5,8 @@ since the previous extract's watermark (its start time, less an overlap for cloc
 
 - runs started since then (new runs, new children of old parents);
 - runs that ended since then (a reopened run gets a new end time);
-- runs RUNNING now (they log metrics without any time changing; those RUNNING at the
-  previous extract that have ended since carry a new end time);
+- runs RUNNING now, and runs that were RUNNING at the previous extract (a running run
+  logs metrics without any time changing; update_run can end one without a new end time);
 - runs whose lifecycle stage changed (deleted or restored, also through their experiment).
 
 Not seen: a metric, param or tag logged to a finished run with MlflowClient without
@@ -18,35 +18,57 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from etl import extract
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
 RUN_ID_BATCH = 100
 DEFAULT_OVERLAP = timedelta(hours=1)
 
 
-def previous_watermark(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """Start time of the last successful extract, or None when there is none."""
-    row = con.execute("select max(started_at) from extract_log where status = 'ok'").fetchone()
+def last_extract_start(db: Path, mode: str | None = None) -> datetime | None:
+    """Start time of the last successful extract (of this mode), or None when the warehouse
+    is missing, unreadable or has none: then the next extract is a full one."""
+    if not db.exists():
+        return None
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute(
+            "select max(started_at) from extract_log where status = 'ok' "
+            "and (?::varchar is null or mode = ?)",
+            [mode, mode],
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
     return row[0] if row else None
 
 
 def changed_runs(
-    client: extract.MlflowClient,
+    client: MlflowClient,
     con: duckdb.DuckDBPyConnection,
     experiment_ids: list[str],
     since: datetime,
     page_size: int = extract.DEFAULT_PAGE_SIZE,
-) -> Iterator[list]:
+) -> Iterator[list[Run]]:
     """Pages of runs to upsert; each run at most once."""
     from mlflow.entities import ViewType
 
     since_ms = int(since.timestamp() * 1000)
     seen: set[str] = set()
 
-    def fresh(pages: Iterator[list]) -> Iterator[list]:
+    def fresh(pages: Iterator[list[Run]]) -> Iterator[list[Run]]:
         for page in pages:
             new = [run for run in page if run.info.run_id not in seen]
             seen.update(run.info.run_id for run in new)
@@ -60,29 +82,33 @@ def changed_runs(
         extract.run_pages(client, experiment_ids, f"attributes.end_time >= {since_ms}", page_size)
     )
 
-    # Deleted now: compare with what the warehouse holds (the deleted set is small).
-    stored_stage = dict(con.execute("select run_id, lifecycle_stage from runs").fetchall())
+    # Deleted now: compare with the runs the warehouse holds as deleted (a small set).
+    stored_deleted = {
+        run_id
+        for (run_id,) in con.execute(
+            "select run_id from runs where lifecycle_stage = 'deleted'"
+        ).fetchall()
+    }
     deleted_now: set[str] = set()
     for page in extract.run_pages(
         client, experiment_ids, "", page_size, view_type=ViewType.DELETED_ONLY
     ):
         deleted_now.update(run.info.run_id for run in page)
-        yield from fresh(
-            iter([[run for run in page if stored_stage.get(run.info.run_id) != "deleted"]])
-        )
+        yield from fresh(iter([[run for run in page if run.info.run_id not in stored_deleted]]))
 
-    restored = sorted(
-        run_id
-        for run_id, stage in stored_stage.items()
-        if stage == "deleted" and run_id not in deleted_now and run_id not in seen
+    # Runs RUNNING now log metrics without any time changing (a reopened run too).
+    yield from fresh(
+        extract.run_pages(client, experiment_ids, "attributes.status = 'RUNNING'", page_size)
     )
-    for batch in extract.batched(restored, RUN_ID_BATCH):
+    # Restored runs, and runs RUNNING at the last extract: one may have been marked
+    # KILLED or FINISHED with update_run, which keeps its old end time.
+    was_running = {
+        run_id
+        for (run_id,) in con.execute("select run_id from runs where status = 'RUNNING'").fetchall()
+    }
+    recheck = sorted(((stored_deleted - deleted_now) | was_running) - seen)
+    for batch in extract.batched(recheck, RUN_ID_BATCH):
         ids = ", ".join(f"'{run_id}'" for run_id in batch)
         yield from fresh(
             extract.run_pages(client, experiment_ids, f"attributes.run_id IN ({ids})", page_size)
         )
-    # Runs still running log new metrics without any time changing; runs that were
-    # running and have ended since carry a new end time, so the query above found them.
-    yield from fresh(
-        extract.run_pages(client, experiment_ids, "attributes.status = 'RUNNING'", page_size)
-    )

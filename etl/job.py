@@ -1,8 +1,9 @@
 """`runreport run`: the cron job. Extract, render into a dated folder, email, prune.
 
 The lock is held for the whole job, so two cron entries on one warehouse never overlap.
-A failure anywhere leaves the previous warehouse and the previous report whole, sends no
-report, and (when configured) sends a short failure notice instead.
+A failure in the extract or the render leaves the previous warehouse and the previous
+report whole and sends no report; any failure (when configured) sends a short notice to
+the on_failure recipients. A failed email leaves the new report in place and exits 1.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from etl.config import Config
-from etl.errors import RunreportError
-from etl.load import connect
+from etl.errors import LockHeld, RunreportError
+from etl.incremental import last_extract_start
+from etl.load import check_writable
 from etl.lock import warehouse_lock
+from etl.mail import MailSettings, send_failure_notice
 from etl.tracking import default_tracking_uri
 
 log = logging.getLogger("runreport")
@@ -39,18 +42,7 @@ def step(name: str) -> Iterator[dict[str, object]]:
 
 def choose_mode(db: Path, full_refresh_days: int, now: datetime, force_full: bool) -> str:
     """Incremental, unless asked for full, or no full extract is younger than the limit."""
-    if force_full or not db.exists():
-        return "full"
-    con = connect(db, read_only=True)
-    try:
-        row = con.execute(
-            "select max(started_at) from extract_log where status = 'ok' and mode = 'full'"
-        ).fetchone()
-    except Exception:
-        return "full"
-    finally:
-        con.close()
-    last_full = row[0] if row else None
+    last_full = None if force_full else last_extract_start(db, mode="full")
     if last_full is None or now - last_full > timedelta(days=full_refresh_days):
         return "full"
     return "incremental"
@@ -60,11 +52,14 @@ def run_job(config: Config, force_full: bool = False, send_email: bool = True) -
     """The whole job; returns the dated report folder."""
     now = datetime.now(timezone.utc)
     report_day = now.astimezone(ZoneInfo(config.timezone)).date()
+    check_writable(config.db)  # before the lock file, which would create a missing folder
     try:
         with warehouse_lock(config.db):
             return _run_locked(config, now, report_day, force_full, send_email)
+    except LockHeld:
+        raise  # not a failure: the other run does the job
     except RunreportError as exc:
-        if exc.exit_code == 1 and config.on_failure:
+        if config.on_failure:
             _notify_failure(config, exc)
         raise
 
@@ -81,7 +76,8 @@ def _run_locked(
         zombie_after_hours=config.zombie_after_hours,
         metric_directions=config.metric_directions,
     )
-    mail = mail_settings(config)  # a mail setting mistake stops the job before it starts
+    # a mail setting mistake stops the job before it starts
+    mail = MailSettings.from_config(config) if send_email else None
     mode = choose_mode(config.db, config.full_refresh_days, now, force_full)
     with step("extract") as counts:
         summary = run_extract(
@@ -103,7 +99,7 @@ def _run_locked(
         point_latest(config.out, folder)
         counts.update(folder=folder, new_runs=result.figures.get("new_runs"))
 
-    if send_email and mail.to_addrs:
+    if mail is not None and mail.to_addrs:
         with step("email") as counts:
             from etl.mail import email_report
 
@@ -139,18 +135,10 @@ def prune_reports(out: Path, today: date, retention_days: int) -> list[Path]:
     return removed
 
 
-def mail_settings(config: Config):  # type: ignore[no-untyped-def]
-    from etl.mail import MailSettings
-
-    return MailSettings.from_config(config)
-
-
 def _notify_failure(config: Config, exc: RunreportError) -> None:
     try:
-        from etl.mail import send_failure_notice
-
         send_failure_notice(
-            mail_settings(config),
+            MailSettings.from_config(config),
             config.on_failure,
             f"runreport failed: {exc.message[:120]}",
             f"The scheduled runreport job failed at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} "

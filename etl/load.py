@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -129,7 +130,7 @@ class WarehouseBuilder:
         finally:
             con.execute("detach previous")
 
-    def append(self, records: dict[str, dict[str, list]]) -> None:
+    def append(self, records: dict[str, dict[str, list[Any]]]) -> None:
         """Bulk-insert one batch: each table's columns go in as one Arrow table."""
         con = self.connection
         for table, columns in records.items():

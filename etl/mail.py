@@ -189,16 +189,22 @@ class MailSettings:
 
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> MailSettings:
-        """The [mail] section of a `runreport run` config file; the environment fills the
-        rest (and alone holds the password)."""
+        """The [mail] section of a `runreport run` config file, under the environment:
+        a RUNREPORT_* variable that is set wins over the file (and alone holds the
+        password)."""
+        env = os.environ if environ is None else environ
+
+        def from_file(value: T, name: str) -> T | None:
+            return None if env.get(name) else value
+
         return cls.from_env(
-            to_addrs=config.mail_to,
-            from_addr=config.mail_from,
-            host=config.smtp_host,
-            port=config.smtp_port,
-            user=config.smtp_user,
-            security=config.smtp_security,
-            subject_template=config.mail_subject,
+            to_addrs=from_file(config.mail_to, "RUNREPORT_MAIL_TO") or (),
+            from_addr=from_file(config.mail_from, "RUNREPORT_MAIL_FROM"),
+            host=from_file(config.smtp_host, "RUNREPORT_SMTP_HOST"),
+            port=from_file(config.smtp_port, "RUNREPORT_SMTP_PORT"),
+            user=from_file(config.smtp_user, "RUNREPORT_SMTP_USER"),
+            security=from_file(config.smtp_security, "RUNREPORT_SMTP_SECURITY"),
+            subject_template=from_file(config.mail_subject, "RUNREPORT_MAIL_SUBJECT"),
             environ=environ,
         )
 

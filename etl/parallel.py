@@ -14,9 +14,14 @@ import multiprocessing as mp
 import os
 import queue
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from etl import extract
 from etl.errors import JobFailed
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 Records = extract.Records
 PAGES_IN_FLIGHT_PER_WORKER = 2
@@ -42,7 +47,7 @@ def experiment_tasks(experiment_ids: list[str], workers: int) -> list[list[str]]
     return list(extract.batched(experiment_ids, per_task))
 
 
-def page_records(runs: list, client, metric_history: bool) -> Records:  # type: ignore[no-untyped-def]
+def page_records(runs: list[Run], client: MlflowClient, metric_history: bool) -> Records:
     records = extract.run_records(runs)
     if metric_history:
         for run in runs:
@@ -56,13 +61,13 @@ def page_records(runs: list, client, metric_history: bool) -> Records:  # type: 
 
 def _worker(
     tracking_uri: str,
-    tasks: mp.Queue,
-    results: mp.Queue,
+    tasks: mp.Queue[list[str] | None],
+    results: mp.Queue[tuple[str, int, Any]],
     page_size: int,
     metric_history: bool,
     parent_pid: int,
 ) -> None:
-    def put(item: tuple) -> None:
+    def put(item: tuple[str, int, Any]) -> None:
         while True:
             try:
                 results.put(item, timeout=1.0)
@@ -96,8 +101,10 @@ def parallel_run_records(
     task_list = experiment_tasks(experiment_ids, workers)
     workers = max(1, min(workers, len(task_list)))
     context = mp.get_context("spawn")  # no forked copies of MLflow's engines and threads
-    tasks: mp.Queue = context.Queue()
-    results: mp.Queue = context.Queue(maxsize=workers * PAGES_IN_FLIGHT_PER_WORKER)
+    tasks: mp.Queue[list[str] | None] = context.Queue()
+    results: mp.Queue[tuple[str, int, Any]] = context.Queue(
+        maxsize=workers * PAGES_IN_FLIGHT_PER_WORKER
+    )
     for task in task_list:
         tasks.put(task)
     for _ in range(workers):

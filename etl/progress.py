@@ -6,6 +6,10 @@ import logging
 import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 log = logging.getLogger("runreport")
 
@@ -21,8 +25,8 @@ class RunProgress:
         self.show_bar = sys.stderr.isatty() if show_bar is None else show_bar
         self.runs = 0
         self._last_log = time.monotonic()
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> RunProgress:
         if self.show_bar:
@@ -41,7 +45,7 @@ class RunProgress:
 
     def advance(self, runs: int) -> None:
         self.runs += runs
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, runs=self.runs)
         elif time.monotonic() - self._last_log >= self.LOG_EVERY_SECONDS:
             self._last_log = time.monotonic()

@@ -20,6 +20,7 @@ import datetime as dt
 import io
 import json
 import math
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -187,7 +188,8 @@ def write_table(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) ->
             shown += 1
         if more:
             break
-    Console(file=click.get_text_stream("stdout")).print(table)
+    console = Console(file=sys.stdout)
+    console.print(table)
     if more:
         click.echo(
             f"runreport: showing the first {TABLE_ROW_LIMIT:,} rows; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from etl import extract, incremental
 from etl.errors import JobFailed
-from etl.load import WarehouseBuilder, check_writable, connect
+from etl.load import WarehouseBuilder, check_writable
 from etl.lock import warehouse_lock
 from etl.parallel import (
     default_workers,
@@ -25,6 +27,8 @@ from etl.tracking import check_tracking_uri, redact
 from etl.views import create_views
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from etl.views import ViewSettings
 
 log = logging.getLogger("runreport")
@@ -53,14 +57,17 @@ def run_extract(
 ) -> ExtractSummary:
     """Extract every run into `db`: all of them (full), or only those that can have changed
     since the last extract (incremental, which falls back to full when there is none)."""
-    uri = check_tracking_uri(tracking_uri)
     check_writable(db)
-    with warehouse_lock(db) if hold_lock else _no_lock():
+    started = datetime.now(timezone.utc)
+    with (
+        warehouse_lock(db) if hold_lock else contextlib.nullcontext(),
+        _failures_logged(db, started, mode, tracking_uri),
+    ):
+        uri = check_tracking_uri(tracking_uri)
         since = _incremental_since(db, overlap) if mode == "incremental" else None
         if mode == "incremental" and since is None:
             log.info("no earlier extract in %s: doing a full extract", db)
         mode = "incremental" if since is not None else "full"
-        started = datetime.now(timezone.utc)
         with _mlflow_errors(uri), WarehouseBuilder(db, from_existing=since is not None) as wh:
             client = extract.make_client(uri)
             experiments = list(extract.list_experiments(client))
@@ -83,6 +90,7 @@ def run_extract(
             ended = datetime.now(timezone.utc)
             _log_extract(wh, started, ended, mode, uri, progress.runs, len(experiments))
             wh.commit()
+            _failure_log(db).unlink(missing_ok=True)  # its rows are in extract_log now
     seconds = (ended - started).total_seconds()
     log.info(
         "%s extract: %d runs of %d experiments from %s into %s in %.1f s",
@@ -98,7 +106,7 @@ def run_extract(
 
 def _all_run_records(
     uri: str,
-    client: extract.MlflowClient,
+    client: MlflowClient,
     experiment_ids: list[str],
     page_size: int,
     metric_history: bool,
@@ -114,7 +122,7 @@ def _all_run_records(
 
 
 def _changed_run_records(
-    client: extract.MlflowClient,
+    client: MlflowClient,
     wh: WarehouseBuilder,
     experiment_ids: list[str],
     since: datetime,
@@ -128,16 +136,32 @@ def _changed_run_records(
 
 
 def _incremental_since(db: Path, overlap: timedelta) -> datetime | None:
-    if not db.exists():
-        return None
-    con = connect(db, read_only=True)
-    try:
-        watermark = incremental.previous_watermark(con)
-    except Exception:  # an unreadable or foreign file: rebuild it from scratch
-        return None
-    finally:
-        con.close()
+    watermark = incremental.last_extract_start(db)
     return None if watermark is None else watermark - overlap
+
+
+def _failure_log(db: Path) -> Path:
+    """Failed extracts wait here, beside the untouched warehouse, for the next success."""
+    return db.with_name(db.name + ".failed-extracts.jsonl")
+
+
+@contextlib.contextmanager
+def _failures_logged(db: Path, started: datetime, mode: str, uri: str) -> Iterator[None]:
+    """A failed extract leaves the warehouse as it was; its extract_log row is written by
+    the next extract that succeeds."""
+    try:
+        yield
+    except JobFailed as exc:
+        row = {
+            "started_at": started.isoformat(),
+            "ended_at": datetime.now(timezone.utc).isoformat(),
+            "mode": mode,
+            "tracking_uri": redact(uri),
+            "error": exc.one_line(),
+        }
+        with contextlib.suppress(OSError), _failure_log(db).open("a") as pending:
+            pending.write(json.dumps(row) + "\n")
+        raise
 
 
 def _log_extract(
@@ -155,20 +179,25 @@ def _log_extract(
         "from extract_log"
     ).fetchone()
     next_id, latest_start = row if row else (1, None)
+    with contextlib.suppress(FileNotFoundError):
+        for line in _failure_log(wh.target).read_text().splitlines():
+            failed = json.loads(line)
+            con.execute(
+                "insert into extract_log values (?, ?, ?, ?, ?, null, null, null, 'failed', ?)",
+                [
+                    next_id,
+                    failed["started_at"],
+                    failed["ended_at"],
+                    failed["mode"],
+                    failed["tracking_uri"],
+                    failed["error"],
+                ],
+            )
+            next_id += 1
     con.execute(
         "insert into extract_log values (?, ?, ?, ?, ?, ?, ?, ?, 'ok', null)",
         [next_id, started, ended, mode, redact(uri), runs, experiments, latest_start],
     )
-
-
-class _no_lock:
-    """Stands in for the lock when the caller (runreport run) already holds it."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class _mlflow_errors:
@@ -193,6 +222,6 @@ class _mlflow_errors:
         message = (getattr(exc, "message", None) or str(exc)).strip()
         first_line = message.splitlines()[0] if message else repr(exc)
         raise JobFailed(
-            f"reading {redact(self.uri)} failed: {first_line[:300]}",
+            f"extract from {redact(self.uri)} failed: {first_line[:300]}",
             "The previous warehouse is unchanged; check the tracking store and try again",
         ) from exc

@@ -3,6 +3,8 @@ from extract to load and are stored as UTC TIMESTAMPTZ."""
 
 from __future__ import annotations
 
+from typing import Any
+
 # table -> [(column, duckdb type)]; "ms" marks an epoch-millisecond column stored as timestamptz.
 TABLES: dict[str, list[tuple[str, str]]] = {
     "experiments": [
@@ -81,6 +83,6 @@ def insert_select_sql(table: str, source: str) -> str:
     return f"insert into {table} select {', '.join(exprs)} from {source}"
 
 
-def empty_records() -> dict[str, dict[str, list]]:
+def empty_records() -> dict[str, dict[str, list[Any]]]:
     """A fresh columnar batch: table -> column -> values."""
     return {table: {name: [] for name in column_names(table)} for table in TABLES}

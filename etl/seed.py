@@ -174,7 +174,7 @@ def _restored_mlflow_state() -> Iterator[None]:
         while mlflow.active_run() is not None:
             mlflow.end_run("FAILED")
         mlflow.autolog(disable=True, silent=True)
-        mlflow.set_tracking_uri(saved_uri)
+        mlflow.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None restores the default
         fluent._active_experiment_id = saved_experiment_id
         for name, value in saved_env.items():
             if value is None:

@@ -308,3 +308,23 @@ def test_sigkill_mid_extract_leaves_the_old_warehouse_whole(tmp_path: Path) -> N
     assert extract(facts.uri, db).exit_code == 0
     assert table_counts(db)["runs"] == old_counts["runs"] + 300
     assert not list(tmp_path.glob("runs.duckdb.runreport-tmp-*"))
+
+
+def test_a_failed_extract_is_logged_by_the_next_success(
+    old_warehouse: Path, rich_store: StoreFacts
+) -> None:
+    before = digest(old_warehouse)
+    uri = f"http://bob:hunter2@127.0.0.1:{free_port()}"
+    failed = run_cli("extract", "--tracking-uri", uri, "--db", str(old_warehouse))
+    assert failed.exit_code == 1
+    assert "hunter2" not in failed.output
+    assert digest(old_warehouse) == before  # the warehouse itself is untouched
+    assert extract(rich_store.uri, old_warehouse).exit_code == 0
+    rows = (
+        duckdb.connect(str(old_warehouse), read_only=True)
+        .execute("select extract_id, status, tracking_uri, error from extract_log order by 1")
+        .fetchall()
+    )
+    assert [r[:2] for r in rows] == [(1, "ok"), (2, "failed"), (3, "ok")]
+    assert rows[1][2] == uri.replace("hunter2", "***")
+    assert "cannot reach the tracking server" in rows[1][3] and "hunter2" not in rows[1][3]

@@ -364,7 +364,13 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def bench_size(
-    runs: int, experiments: int, repeat: int, http: bool, keep: bool, report: bool
+    runs: int,
+    experiments: int,
+    repeat: int,
+    http: bool,
+    http_workers: int,
+    keep: bool,
+    report: bool,
 ) -> SizeResult:
     store_cached, generated_in = cached_store(runs, experiments)
     took = "from the cache" if generated_in is None else f"generated in {generated_in:.1f} s"
@@ -381,7 +387,9 @@ def bench_size(
         if http:
             print("starting mlflow server (--workers 2)...", flush=True)
             with mlflow_server(store, work) as http_uri:
-                alternate(result, "http", http_uri, work / "http.duckdb", expected, work, repeat)
+                http_db = work / "http.duckdb"
+                extra = ["--workers", str(http_workers)]
+                alternate(result, "http", http_uri, http_db, expected, work, repeat, extra)
         added = add_runs(store, result.increment_runs, seed=runs)
         print(f"added {result.increment_runs:,} runs in {added.seconds:.1f} s", flush=True)
         step = Measurement(runs, "sqlite", "incremental", 1, runs_expected=expected + added.runs)
@@ -404,14 +412,21 @@ def bench_size(
 
 
 def alternate(
-    result: SizeResult, transport: str, uri: str, db: Path, expected: int, work: Path, repeat: int
+    result: SizeResult,
+    transport: str,
+    uri: str,
+    db: Path,
+    expected: int,
+    work: Path,
+    repeat: int,
+    extra: list[str] | None = None,
 ) -> None:
     """plain, runreport, plain, runreport...: drift on the machine hits both alike."""
     for attempt in range(1, repeat + 1):
         plain = Measurement(result.runs, transport, "plain", attempt, runs_expected=expected)
         result.measurements.append(show(measure_plain(uri, work, plain)))
         full = Measurement(result.runs, transport, "full", attempt, runs_expected=expected)
-        args = ["extract", "--full", "--tracking-uri", uri, "--db", str(db)]
+        args = ["extract", "--full", "--tracking-uri", uri, "--db", str(db), *(extra or [])]
         result.measurements.append(show(measure_runreport(args, db, work, full)))
 
 
@@ -594,13 +609,21 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=1, help="plain/runreport pairs per size.")
     parser.add_argument("--http", action="store_true", help="Also through a real mlflow server.")
+    parser.add_argument(
+        "--http-workers",
+        type=int,
+        default=2,
+        help="runreport extract --workers over http, where processes overlap network waits.",
+    )
     parser.add_argument("--json", type=Path, help="Write the numbers to this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the work folders.")
     args = parser.parse_args()
     print(f"cache: {CACHE_DIR}; runreport: {' '.join(runreport_argv())}", flush=True)
     report = cli_has_command("report")
     results = [
-        bench_size(runs, args.experiments, args.repeat, args.http, args.keep, report)
+        bench_size(
+            runs, args.experiments, args.repeat, args.http, args.http_workers, args.keep, report
+        )
         for runs in parse_sizes(args)
     ]
     summary = summarise(results)
