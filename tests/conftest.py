@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -189,3 +190,37 @@ def served_rich_store(rich_store: StoreFacts) -> Iterator[MlflowServer]:
     server = start_mlflow_server(rich_store.uri)
     yield server
     server.stop()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium through playwright; without it a skip saying what is missing,
+    and a failure under CI=true, where .ci/run installs it."""
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright python package is not installed (pip install playwright)"
+    if problem is None and not CHROMIUM.is_file():
+        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test cannot run: {problem}")
+        pytest.skip(f"browser test skipped: {problem}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()

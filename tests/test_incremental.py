@@ -49,6 +49,7 @@ def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> N
     client = MlflowClient(uri)
     # a run that was deleted before the first extract and is restored after it
     client.delete_run(runs["failed"])
+    zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
     db = tmp_path / "incremental.duckdb"
     extract(uri, db)
     time.sleep(0.01)
@@ -73,6 +74,8 @@ def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> N
     client.restore_run(runs["failed"])
     client.set_terminated(runs["running"], status="FINISHED")
     client.rename_experiment(experiments["beta"], "beta renamed")
+    # 8. a zombie marked KILLED with update_run, which leaves its end time empty
+    client.update_run(zombie, status="KILLED")
 
     extract(uri, db, "--incremental")
     full = tmp_path / "full.duckdb"
@@ -88,6 +91,8 @@ def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> N
         "select lifecycle_stage from runs where run_id = ?", [runs["unicode"]]
     ).fetchone() == ("deleted",)
     assert con.execute("select count(*) from runs where run_id = ?", [new_run]).fetchone() == (1,)
+    status = con.execute("select status from runs where run_id = ?", [zombie]).fetchone()
+    assert status == ("KILLED",)
 
 
 def test_incremental_without_a_warehouse_is_a_full_extract(tmp_path: Path) -> None:

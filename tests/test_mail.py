@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import email
 import logging
-import os
 import re
 import shutil
 from datetime import datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -32,15 +32,6 @@ from tests.smtp_servers import make_tls, smtp_server
 
 RECIPIENTS = ("ops@example.com", "Ann Lee <ann@example.org>", "bo@example.net")
 BARE_RECIPIENTS = ["ops@example.com", "ann@example.org", "bo@example.net"]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 # --- a real report: an MLflow store, extracted by the CLI, rendered by etl.report ---------
@@ -481,14 +472,9 @@ def test_missing_report_folder_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-def test_html_part_renders_tables_and_images_in_chromium(report_dir: Path, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
+def test_html_part_renders_tables_and_images_in_chromium(
+    report_dir: Path, tmp_path: Path, chromium: Any
+) -> None:
     target = tmp_path / "m.eml"
     email_report(report_dir, settings_for(free_port()), dry_run=target)
     message = email.message_from_bytes(target.read_bytes(), policy=policy.default)
@@ -501,21 +487,19 @@ def test_html_part_renders_tables_and_images_in_chromium(report_dir: Path, tmp_p
     page_file = tmp_path / "email.html"
     page_file.write_text(html, encoding="utf-8")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(page_file.as_uri())
-            failed_table = page.locator("table#failed_runs")
-            assert failed_table.is_visible()
-            failed_rows = failed_table.locator("tr").all_inner_texts()
-            assert len(failed_rows) == 2  # the header and "crashed"; "old crash" is too old
-            assert "crashed" in failed_rows[1]
-            assert "churn-model" in failed_rows[1]
-            assert page.locator("table#leaderboard").is_visible()
-            widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
-        finally:
-            browser.close()
+    page = chromium.new_page()
+    try:
+        page.goto(page_file.as_uri())
+        failed_table = page.locator("table#failed_runs")
+        assert failed_table.is_visible()
+        failed_rows = failed_table.locator("tr").all_inner_texts()
+        assert len(failed_rows) == 2  # the header and "crashed"; "old crash" is too old
+        assert "crashed" in failed_rows[1]
+        assert "churn-model" in failed_rows[1]
+        assert page.locator("table#leaderboard").is_visible()
+        widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+    finally:
+        page.close()
     assert len(widths) == len(re.findall(r"<img\b", html))
     assert all(width > 0 for width in widths)
     assert len(images) == len(inline_image_names(html_part(message).get_content()))
@@ -535,11 +519,16 @@ def test_settings_from_a_run_config_file(tmp_path: Path) -> None:
         'subject = "{date}: {runs} runs"\n',
         encoding="utf-8",
     )
-    environ = {"RUNREPORT_SMTP_PASSWORD": "pw", "RUNREPORT_SMTP_HOST": "ignored.example.com"}
+    # precedence: flags, then environment, then the file
+    environ = {"RUNREPORT_SMTP_PASSWORD": "pw", "RUNREPORT_SMTP_HOST": "relay.example.net"}
     settings = MailSettings.from_config(load_config(config_file), environ=environ)
     assert settings.to_addrs == ("ops@example.com", "ann@example.org")
     assert settings.from_addr == "Reports <reports@example.com>"
-    assert (settings.host, settings.port, settings.security) == ("smtp.example.com", 465, "ssl")
+    assert (settings.host, settings.port, settings.security) == ("relay.example.net", 465, "ssl")
+    from_file = MailSettings.from_config(
+        load_config(config_file), environ={"RUNREPORT_SMTP_PASSWORD": "pw"}
+    )
+    assert from_file.host == "smtp.example.com"
     assert (settings.user, settings.password) == ("reporter", "pw")
     assert settings.subject_template == "{date}: {runs} runs"
 
