@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -18,8 +19,15 @@ from croniter import croniter
 from mlflow import MlflowClient
 
 from etl.cli import cli
-from tests.conftest import StoreFacts, build_rich_store, run_cli, start_mlflow_server
+from tests.conftest import (
+    StoreFacts,
+    build_rich_store,
+    free_port,
+    run_cli,
+    start_mlflow_server,
+)
 from tests.oracle import table_counts
+from tests.smtp_servers import smtp_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -236,3 +244,46 @@ def test_example_config_is_valid() -> None:
     config = load_config(REPO / "runreport.example.toml")
     assert config.mail_to == ["ml-leads@example.com"]
     assert config.timezone == "UTC"
+
+
+def test_run_emails_the_report_to_the_configured_recipients(
+    store: StoreFacts, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        store.uri,
+        f'\n[mail]\nto = ["lead@example.com", "ds@example.com"]\nfrom = "rr@example.com"\n'
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\n',
+    )
+    with smtp_server(port) as server:
+        result = run_cli("run", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "step email done in" in result.output
+    assert len(server.received) == 1
+    mail = server.received[0]
+    assert mail.rcpt_tos == ["lead@example.com", "ds@example.com"]
+    figures = json.loads((tmp_path / "reports" / today() / "report.json").read_text())
+    expected = (
+        f"MLflow runs {figures['date']}: {figures['new_runs']} new, {figures['failed']} failed"
+    )
+    assert mail.message()["Subject"] == expected
+
+
+def test_a_failed_run_sends_a_notice_and_no_report(tmp_path: Path) -> None:
+    port = free_port()
+    dead_server = f"http://127.0.0.1:{free_port()}"
+    config = write_config(
+        tmp_path,
+        dead_server,
+        f'\n[mail]\nto = ["lead@example.com"]\non_failure = ["oncall@example.com"]\n'
+        f'from = "rr@example.com"\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n',
+    )
+    with smtp_server(port) as server:
+        result = run_cli("run", "--config", str(config))
+    assert result.exit_code == 1, result.output
+    assert [m.rcpt_tos for m in server.received] == [["oncall@example.com"]]
+    notice = server.received[0].message()
+    assert notice["Subject"].startswith("runreport failed: cannot reach the tracking server")
+    assert "previous warehouse and report are unchanged" in notice.get_content()
+    assert not (tmp_path / "reports" / today()).exists()
