@@ -86,6 +86,11 @@ class open_warehouse:
             con.execute("set TimeZone = 'UTC'")
             con.execute("set lock_configuration = true")
         except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():  # another program has it open for writing
+                raise JobFailed(
+                    f"the warehouse {self.db} is open for writing in another program",
+                    "Close it there (a duckdb shell?) and try again",
+                ) from exc
             raise ConfigError(
                 f"cannot open the warehouse {self.db}: {exc}",
                 "Point --db at a warehouse made by runreport extract",

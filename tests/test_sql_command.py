@@ -7,6 +7,8 @@ import datetime as dt
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,20 @@ def test_no_query_can_change_the_warehouse(warehouse: Path, tmp_path: Path, stat
     assert list(tmp_path.iterdir()) == []
     code, out, _ = sql(warehouse, "select count(*) as n from runs where run_id = 'intruder'")
     assert (code, out) == (0, "n\n0\n")
+
+
+def test_a_warehouse_open_for_writing_elsewhere_is_a_clear_error(warehouse: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+         "time.sleep(60)", str(warehouse)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        code, _, err = sql(warehouse, "select 1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1
+    assert f"the warehouse {warehouse} is open for writing in another program" in err
