@@ -144,7 +144,8 @@ CONFIG_OPTION = click.option(
     "--incremental",
     "mode",
     flag_value="incremental",
-    help="Re-read only runs that can have changed since the last extract.",
+    help="Re-read only runs that can have changed since the last extract. "
+    "[env var: RUNREPORT_EXTRACT_MODE=full|incremental]",
 )
 @click.option(
     "--metric-history",
@@ -195,6 +196,7 @@ def extract(
     from etl.views import ViewSettings
 
     config = load_config(config_file)
+    mode = _extract_mode(mode)
     run_extract(
         tracking_uri or config.tracking_uri or default_tracking_uri(),
         db or config.db,
@@ -406,11 +408,19 @@ def run(
     "runs, experiments, window_days, ...). Env: RUNREPORT_MAIL_SUBJECT. "
     "Default: 'MLflow runs {date}: {new_runs} new, {failed} failed'.",
 )
-@click.option("--attach-csv", is_flag=True, help="Attach one CSV file per view.")
+@click.option(
+    "--attach-csv",
+    is_flag=True,
+    envvar="RUNREPORT_ATTACH_CSV",
+    show_envvar=True,
+    help="Attach one CSV file per view.",
+)
 @click.option(
     "--dry-run",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE.eml",
+    envvar="RUNREPORT_DRY_RUN",
+    show_envvar=True,
     help="Write the message to FILE.eml (opens in a mail client) instead of sending it.",
 )
 def email(
@@ -449,6 +459,22 @@ def email(
     required_recipients(settings)  # a missing --to fails before the render
     render_report(db, out)
     click.echo(email_report(out, settings, attach_csv, dry_run))
+
+
+def _extract_mode(given: str) -> str:
+    """--full/--incremental, else RUNREPORT_EXTRACT_MODE, else full (two flags sharing one
+    value cannot read one variable through click)."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("mode") is not click.core.ParameterSource.DEFAULT:
+        return given
+    mode = os.environ.get("RUNREPORT_EXTRACT_MODE", given).strip().lower()
+    if mode not in ("full", "incremental"):
+        from etl.errors import ConfigError
+
+        raise ConfigError(
+            f"RUNREPORT_EXTRACT_MODE is {mode!r}", 'Set it to "full" or "incremental", or unset it'
+        )
+    return mode
 
 
 def main() -> None:

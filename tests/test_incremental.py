@@ -120,3 +120,28 @@ def test_parallel_extract_equals_serial(tmp_path: Path) -> None:
     assert con.execute("select count(*) from runs").fetchone() == (85,)
     # 4 points of "plain" (mse, 3 x loss), 3 odd metrics, 1 r2, 75 x m
     assert con.execute("select count(*) from metric_history").fetchone() == (83,)
+
+
+def test_extract_mode_from_the_environment(tmp_path: Path) -> None:
+    facts = build_rich_store(tmp_path / "store")
+    db = tmp_path / "runs.duckdb"
+    extract(facts.uri, db)
+    env = {"RUNREPORT_EXTRACT_MODE": "incremental"}
+    result = run_cli("extract", "--tracking-uri", facts.uri, "--db", str(db), env=env)
+    assert result.exit_code == 0, result.output
+    result = run_cli("extract", "--tracking-uri", facts.uri, "--db", str(db), "--full", env=env)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    modes = con.execute("select mode from extract_log order by extract_id").fetchall()
+    assert modes == [("full",), ("incremental",), ("full",)]
+    con.close()
+    bad = run_cli(
+        "extract",
+        "--tracking-uri",
+        facts.uri,
+        "--db",
+        str(db),
+        env={"RUNREPORT_EXTRACT_MODE": "sometimes"},
+    )
+    assert bad.exit_code == 2
+    assert "RUNREPORT_EXTRACT_MODE is 'sometimes'" in bad.output
