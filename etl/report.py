@@ -27,12 +27,11 @@ import duckdb
 from etl import charts
 from etl.csv_export import write_csv
 from etl.errors import ConfigError, JobFailed
-from etl.load import connect
+from etl.load import TMP_MARK, connect
 from etl.report_data import VIEWS_USED, ReportData, load_report_data
 from etl.report_format import Clock
 from etl.report_templates import Templates
 
-TMP_MARK = ".runreport-tmp-"
 OLD_MARK = ".runreport-old-"
 LEFTOVER_AGE_S = 6 * 3600
 EMAIL_ROWS = 10

@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from etl.errors import ConfigError, JobFailed
+from etl.extract import run_pages
 from etl.tracking import check_tracking_uri, redact, sqlite_path
 
 if TYPE_CHECKING:
@@ -215,20 +216,8 @@ def _artifact_root(uri: str) -> str | None:
 
 
 def _all_runs(client: MlflowClient, experiment_ids: dict[str, str]) -> Iterator[Run]:
-    from mlflow.entities import ViewType
-
-    token = None
-    while True:
-        page = client.search_runs(
-            list(experiment_ids.values()),
-            run_view_type=ViewType.ALL,
-            max_results=10_000,
-            page_token=token,
-        )
+    for page in run_pages(client, list(experiment_ids.values())):
         yield from page
-        token = page.token
-        if not token:
-            return
 
 
 def _load_diabetes() -> Diabetes:
