@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from etl import __version__
-from etl import extract as extract_defaults
 from etl.errors import RunreportError, scrub_credentials
+from etl.extract import reader as extract_defaults
 
 log = logging.getLogger("runreport")
 
@@ -191,9 +191,9 @@ def extract(
     from datetime import timedelta
 
     from etl.config import load_config
+    from etl.extract.tracking import default_tracking_uri
     from etl.refresh import run_extract
-    from etl.tracking import default_tracking_uri
-    from etl.views import ViewSettings
+    from etl.warehouse.settings import ViewSettings
 
     config = load_config(config_file)
     mode = _extract_mode(mode)
@@ -228,8 +228,8 @@ def seed(tracking_uri: str | None, log_models: bool) -> None:
     Example:
       runreport seed --tracking-uri sqlite:///mlflow.db
     """
-    from etl.seed import seed_demo_runs
-    from etl.tracking import default_tracking_uri
+    from etl.demo.seed import seed_demo_runs
+    from etl.extract.tracking import default_tracking_uri
 
     summary = seed_demo_runs(tracking_uri or default_tracking_uri(), log_models=log_models)
     click.echo(summary.describe())
@@ -257,7 +257,7 @@ def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
       runreport sql --schema
     """
     from etl.errors import ConfigError
-    from etl.query import print_query, print_schema
+    from etl.warehouse.query import print_query, print_schema
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     if schema:
@@ -302,7 +302,7 @@ def report(db: Path, out: Path, since: datetime | None, days: int, templates: Pa
     Example:
       runreport report --db runs.duckdb --out reports --days 7
     """
-    from etl.report import render_report
+    from etl.report.render import render_report
 
     result = render_report(
         db, out, since=since.date() if since else None, days=days, templates=templates
@@ -327,7 +327,7 @@ def demo(folder: Path) -> None:
     Example:
       runreport demo --dir runreport-demo
     """
-    from etl.demo import run_demo
+    from etl.demo.run import run_demo
 
     click.echo(run_demo(folder))
 
@@ -445,7 +445,7 @@ def email(
         --smtp-host smtp.example.com --starttls --smtp-user reports
     """
     from etl.mail import MailSettings, email_report, required_recipients
-    from etl.report import render_report
+    from etl.report.render import render_report
 
     settings = MailSettings.from_env(
         to_addrs=to_addrs,

@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 
 from etl.config import Config
 from etl.errors import LockHeld, RunreportError
-from etl.incremental import last_extract_start
-from etl.load import check_writable
-from etl.lock import warehouse_lock
+from etl.extract.incremental import last_extract_start
+from etl.extract.tracking import default_tracking_uri
 from etl.mail import MailSettings, send_failure_notice
-from etl.tracking import default_tracking_uri
+from etl.warehouse.build import check_writable
+from etl.warehouse.lock import warehouse_lock
 
 log = logging.getLogger("runreport")
 LATEST = "latest"
@@ -68,8 +68,8 @@ def _run_locked(
     config: Config, now: datetime, report_day: date, force_full: bool, send_email: bool
 ) -> Path:
     from etl.refresh import run_extract
-    from etl.report import render_report
-    from etl.views import ViewSettings
+    from etl.report.render import render_report
+    from etl.warehouse.settings import ViewSettings
 
     settings = ViewSettings(
         timezone=config.timezone,

@@ -1,6 +1,6 @@
 """The report as one email: built from a rendered report folder, sent over SMTP.
 
-The folder is etl/report.py's output: summary.txt (the plain-text part), email.html (CSS
+The folder is etl/report/render.py output: summary.txt (the plain-text part), email.html (CSS
 inlined, images as <img src="cid:NAME.png"> with NAME.png beside it), report.json (the
 figures the subject template formats) and one CSV per view (attachments on request).
 

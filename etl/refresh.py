@@ -12,24 +12,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from etl import extract, incremental
 from etl.errors import JobFailed
-from etl.load import WarehouseBuilder, check_writable
-from etl.lock import warehouse_lock
-from etl.parallel import (
+from etl.extract import incremental, reader
+from etl.extract.parallel import (
     default_workers,
     experiment_tasks,
     page_records,
     parallel_run_records,
 )
+from etl.extract.tracking import check_tracking_uri, redact
 from etl.progress import RunProgress
-from etl.tracking import check_tracking_uri, redact
-from etl.views import create_views
+from etl.warehouse.build import WarehouseBuilder, check_writable
+from etl.warehouse.lock import warehouse_lock
+from etl.warehouse.views import create_views
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from etl.views import ViewSettings
+    from etl.warehouse.settings import ViewSettings
 
 log = logging.getLogger("runreport")
 
@@ -48,7 +48,7 @@ def run_extract(
     db: Path,
     mode: str = "full",
     metric_history: bool = False,
-    page_size: int = extract.DEFAULT_PAGE_SIZE,
+    page_size: int = reader.DEFAULT_PAGE_SIZE,
     workers: int | None = None,
     overlap: timedelta = incremental.DEFAULT_OVERLAP,
     view_settings: ViewSettings | None = None,
@@ -69,11 +69,11 @@ def run_extract(
             log.info("no earlier extract in %s: doing a full extract", db)
         mode = "incremental" if since is not None else "full"
         with _mlflow_errors(uri), WarehouseBuilder(db, from_existing=since is not None) as wh:
-            client = extract.make_client(uri)
-            experiments = list(extract.list_experiments(client))
+            client = reader.make_client(uri)
+            experiments = list(reader.list_experiments(client))
             experiment_ids = [e.experiment_id for e in experiments]
             wh.connection.execute("delete from experiments; delete from experiment_tags")
-            wh.append(extract.experiment_records(experiments))
+            wh.append(reader.experiment_records(experiments))
             with RunProgress(f"{mode} extract", len(experiments), show_progress) as progress:
                 if since is None:
                     pages = _all_run_records(
@@ -111,13 +111,13 @@ def _all_run_records(
     page_size: int,
     metric_history: bool,
     workers: int | None,
-) -> Iterator[tuple[int, extract.Records]]:
+) -> Iterator[tuple[int, reader.Records]]:
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(experiment_ids) > 1:
         yield from parallel_run_records(uri, experiment_ids, workers, page_size, metric_history)
         return
     for task in experiment_tasks(experiment_ids, 1):
-        for runs in extract.run_pages(client, task, page_size=page_size):
+        for runs in reader.run_pages(client, task, page_size=page_size):
             yield len(runs), page_records(runs, client, metric_history)
 
 
@@ -128,7 +128,7 @@ def _changed_run_records(
     since: datetime,
     page_size: int,
     metric_history: bool,
-) -> Iterator[tuple[int, extract.Records]]:
+) -> Iterator[tuple[int, reader.Records]]:
     for runs in incremental.changed_runs(client, wh.connection, experiment_ids, since, page_size):
         # metric history is replaced only for runs that are re-read
         wh.delete_runs([run.info.run_id for run in runs], keep_history=not metric_history)

@@ -119,7 +119,8 @@ def test_a_held_lock_means_exit_75_naming_the_holder(store: StoreFacts, tmp_path
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from etl.lock import warehouse_lock\n"
+            "import sys, time; from pathlib import Path\n"
+            "from etl.warehouse.lock import warehouse_lock\n"
             "with warehouse_lock(Path(sys.argv[1])):\n"
             "    print('held', flush=True); time.sleep(60)",
             str(tmp_path / "runs.duckdb"),

@@ -26,7 +26,7 @@ from etl.mail import (
     inline_image_names,
     send_failure_notice,
 )
-from etl.report import render_report
+from etl.report.render import render_report
 from tests.conftest import free_port, log_run, new_store, run_cli
 from tests.smtp_servers import make_tls, smtp_server
 

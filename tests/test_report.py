@@ -18,11 +18,12 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
-from etl.csv_export import cell, safe_text
 from etl.errors import ConfigError
-from etl.report import ReportResult, render_report
-from etl.report_format import metric
-from etl.views import ViewSettings, create_views
+from etl.report.csv_export import cell, safe_text
+from etl.report.format import metric
+from etl.report.render import ReportResult, render_report
+from etl.warehouse.settings import ViewSettings
+from etl.warehouse.views import create_views
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
 
 HOUR_MS = 3_600_000

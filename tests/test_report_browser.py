@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from etl.report import ReportResult, render_report
+from etl.report.render import ReportResult, render_report
 from tests.test_report import SCRIPT_NAME, build_team_store, extract
 
 pytestmark = pytest.mark.browser

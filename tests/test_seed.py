@@ -16,8 +16,8 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import fluent
 from mlflow.utils.autologging_utils import autologging_is_disabled
 
+from etl.demo.seed import SeedSummary, seed_demo_runs
 from etl.errors import ConfigError
-from etl.seed import SeedSummary, seed_demo_runs
 from tests.conftest import free_port, new_store, run_cli
 
 ARTICLE = "/mlflow_sdk_test"

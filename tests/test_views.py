@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from etl.errors import ConfigError, JobFailed
-from etl.views import ViewSettings, create_views, view_files
+from etl.warehouse.settings import ViewSettings
+from etl.warehouse.views import create_views, view_files
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
 
 UTC = dt.timezone.utc

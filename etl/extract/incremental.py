@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from etl import extract
+from etl.extract import reader
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +60,7 @@ def changed_runs(
     con: duckdb.DuckDBPyConnection,
     experiment_ids: list[str],
     since: datetime,
-    page_size: int = extract.DEFAULT_PAGE_SIZE,
+    page_size: int = reader.DEFAULT_PAGE_SIZE,
 ) -> Iterator[list[Run]]:
     """Pages of runs to upsert; each run at most once."""
     from mlflow.entities import ViewType
@@ -76,10 +76,10 @@ def changed_runs(
                 yield new
 
     yield from fresh(
-        extract.run_pages(client, experiment_ids, f"attributes.start_time >= {since_ms}", page_size)
+        reader.run_pages(client, experiment_ids, f"attributes.start_time >= {since_ms}", page_size)
     )
     yield from fresh(
-        extract.run_pages(client, experiment_ids, f"attributes.end_time >= {since_ms}", page_size)
+        reader.run_pages(client, experiment_ids, f"attributes.end_time >= {since_ms}", page_size)
     )
 
     # Deleted now: compare with the runs the warehouse holds as deleted (a small set).
@@ -90,7 +90,7 @@ def changed_runs(
         ).fetchall()
     }
     deleted_now: set[str] = set()
-    for page in extract.run_pages(
+    for page in reader.run_pages(
         client, experiment_ids, "", page_size, view_type=ViewType.DELETED_ONLY
     ):
         deleted_now.update(run.info.run_id for run in page)
@@ -98,7 +98,7 @@ def changed_runs(
 
     # Runs RUNNING now log metrics without any time changing (a reopened run too).
     yield from fresh(
-        extract.run_pages(client, experiment_ids, "attributes.status = 'RUNNING'", page_size)
+        reader.run_pages(client, experiment_ids, "attributes.status = 'RUNNING'", page_size)
     )
     # Restored runs, and runs RUNNING at the last extract: one may have been marked
     # KILLED or FINISHED with update_run, which keeps its old end time.
@@ -107,8 +107,8 @@ def changed_runs(
         for (run_id,) in con.execute("select run_id from runs where status = 'RUNNING'").fetchall()
     }
     recheck = sorted(((stored_deleted - deleted_now) | was_running) - seen)
-    for batch in extract.batched(recheck, RUN_ID_BATCH):
+    for batch in reader.batched(recheck, RUN_ID_BATCH):
         ids = ", ".join(f"'{run_id}'" for run_id in batch)
         yield from fresh(
-            extract.run_pages(client, experiment_ids, f"attributes.run_id IN ({ids})", page_size)
+            reader.run_pages(client, experiment_ids, f"attributes.run_id IN ({ids})", page_size)
         )

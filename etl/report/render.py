@@ -24,13 +24,13 @@ from typing import Any
 import css_inline
 import duckdb
 
-from etl import charts
-from etl.csv_export import write_csv
 from etl.errors import ConfigError, JobFailed
-from etl.load import TMP_MARK, connect
-from etl.report_data import VIEWS_USED, ReportData, load_report_data
-from etl.report_format import Clock
-from etl.report_templates import Templates
+from etl.report import charts
+from etl.report.csv_export import write_csv
+from etl.report.data import VIEWS_USED, ReportData, load_report_data
+from etl.report.format import Clock
+from etl.report.templates import Templates
+from etl.warehouse.build import TMP_MARK, connect
 
 OLD_MARK = ".runreport-old-"
 LEFTOVER_AGE_S = 6 * 3600

@@ -16,14 +16,14 @@ import queue
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from etl import extract
 from etl.errors import JobFailed
+from etl.extract import reader
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-Records = extract.Records
+Records = reader.Records
 PAGES_IN_FLIGHT_PER_WORKER = 2
 _DONE = "done"
 _ERROR = "error"
@@ -43,15 +43,15 @@ def experiment_tasks(experiment_ids: list[str], workers: int) -> list[list[str]]
     if not experiment_ids:
         return []
     per_task = math.ceil(len(experiment_ids) / (workers * 8))
-    per_task = max(1, min(extract.EXPERIMENT_BATCH_SIZE, per_task))
-    return list(extract.batched(experiment_ids, per_task))
+    per_task = max(1, min(reader.EXPERIMENT_BATCH_SIZE, per_task))
+    return list(reader.batched(experiment_ids, per_task))
 
 
 def page_records(runs: list[Run], client: MlflowClient, metric_history: bool) -> Records:
-    records = extract.run_records(runs)
+    records = reader.run_records(runs)
     if metric_history:
         for run in runs:
-            history = extract.metric_history_records(
+            history = reader.metric_history_records(
                 client, run.info.run_id, run.data.metrics.keys()
             )
             for column, values in history["metric_history"].items():
@@ -77,12 +77,12 @@ def _worker(
                     os._exit(1)
 
     try:
-        client = extract.make_client(tracking_uri)
+        client = reader.make_client(tracking_uri)
         while True:
             task = tasks.get()
             if task is None:
                 break
-            for runs in extract.run_pages(client, task, page_size=page_size):
+            for runs in reader.run_pages(client, task, page_size=page_size):
                 put((_PAGE, len(runs), page_records(runs, client, metric_history)))
     except BaseException as exc:  # report any failure to the parent, which raises it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
@@ -94,7 +94,7 @@ def parallel_run_records(
     tracking_uri: str,
     experiment_ids: list[str],
     workers: int,
-    page_size: int = extract.DEFAULT_PAGE_SIZE,
+    page_size: int = reader.DEFAULT_PAGE_SIZE,
     metric_history: bool = False,
 ) -> Iterator[tuple[int, Records]]:
     """(runs in page, records) for every run of these experiments, from `workers` processes."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from etl.demo.seed import seed_demo_runs
 from etl.refresh import run_extract
-from etl.report import render_report
-from etl.seed import seed_demo_runs
+from etl.report.render import render_report
 
 
 def run_demo(folder: Path) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from etl.errors import ConfigError
-from etl.report_format import Clock, filters
+from etl.report.format import Clock, filters
 from etl.resources import templates_dir
 
 PAGES = ("index.html.j2", "email.html.j2", "summary.txt.j2")

@@ -35,8 +35,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from etl.errors import ConfigError, JobFailed
-from etl.extract import run_pages
-from etl.tracking import check_tracking_uri, redact, sqlite_path
+from etl.extract.reader import run_pages
+from etl.extract.tracking import check_tracking_uri, redact, sqlite_path
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,0 +1,1 @@
+"""The demo: seeded MLflow runs, extracted and reported in one command."""

@@ -1,0 +1,1 @@
+"""Rendering the report (HTML, email HTML, text, CSV, report.json) from the warehouse."""

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: building it, opening it, its views, its lock. Imports no MLflow."""
