@@ -26,6 +26,17 @@ from etl.cli import cli
 LONG_TAG = "x" * 7990 + "ünïcødé"  # MLflow allows 8,000 characters
 
 
+UNIT_TESTS = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit runs real parts (MLflow stores and servers, SMTP,
+    Chromium, PostgreSQL, Spark): marked slow, so `pytest -m "not slow"` is the fast loop."""
+    for item in items:
+        if UNIT_TESTS not in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's MLflow settings or litters the checkout."""
@@ -84,10 +95,11 @@ def log_run(
     return run_id
 
 
-def build_rich_store(folder: Path) -> StoreFacts:
+def build_rich_store(folder: Path, uri: str | None = None) -> StoreFacts:
     """Several experiments, a deleted run, a deleted experiment with runs, three levels of
-    nesting, NaN and ±inf metrics, metric history, unicode and 8,000-character tags."""
-    uri = new_store(folder)
+    nesting, NaN and ±inf metrics, metric history, unicode and 8,000-character tags; in a
+    new SQLite store in `folder` unless `uri` names another (empty) store."""
+    uri = uri or new_store(folder)
     client = MlflowClient(uri)
     facts = StoreFacts(uri)
     ids = facts.experiment_ids

@@ -13,7 +13,12 @@ A script, not a test (pytest collects test_*.py only). For each store size it:
    python) and `runreport extract --tracking-uri sqlite:///... --db ...`;
 3. with `--http`, does the same against a real `mlflow server --workers 2` on the copy;
 4. adds 1% new runs (started now) and times `runreport extract --incremental`;
-5. times `runreport report` on the result ("n/a" while the CLI lacks the command).
+5. times `runreport report` on the result ("n/a" while the CLI lacks the command);
+6. with `--via sql`, also times a bare copy of the store's tables into DuckDB (the
+   physical limit, tests/perf/bare_copy.py), `runreport extract --via sql` (full, on the
+   store before the 1% is added) and its incremental after it. Until etl/refresh.py takes
+   `via`, the sql steps run tests/perf/sql_extract.py (the same reads and loader, without
+   the lock and extract_log).
 
 Memory, two ways, for each child:
 - peak tree MB: the memory of the child and all its descendants together (runreport's
@@ -72,6 +77,13 @@ open(sys.argv[1], "w").write(str(usage.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 SAMPLE_SECONDS = 0.05
+SQL_TARGETS = {
+    "sql_throughput": 10.0,  # --via sql runs/s over the plain way's, at least
+    "sql_over_bare": 3.0,  # --via sql time over the bare copy's, at most
+    "sql_memory": 1.0,  # --via sql peak over the search_runs extract's, at most
+    "sql_incremental": 0.05,  # --via sql incremental time over a full search_runs one, at most
+}
+PERF_DIR = Path(__file__).resolve().parent
 TARGETS = {
     "throughput": 1.5,  # runreport runs/s over the plain way's, at least
     "memory": 3.0,  # the plain way's peak over runreport's, at least
@@ -106,7 +118,11 @@ class Measurement:
 
     @property
     def runs_per_second(self) -> float | None:
-        if self.step in ("plain", "full") and self.ok_seconds and self.runs_obtained is not None:
+        if (
+            self.step in ("plain", "full", "sql", "bare")
+            and self.ok_seconds
+            and self.runs_obtained is not None
+        ):
             return self.runs_obtained / self.ok_seconds
         return None
 
@@ -253,7 +269,9 @@ def measure_plain(uri: str, work: Path, m: Measurement) -> Measurement:
 
 
 def measure_runreport(args: list[str], db: Path | None, work: Path, m: Measurement) -> Measurement:
-    child = run_child([*runreport_argv(), *args], work)
+    """`runreport ARGS...` as a child; `--script FILE ARGS...` runs that python file instead."""
+    argv = [sys.executable, *args[1:]] if args[:1] == ["--script"] else [*runreport_argv(), *args]
+    child = run_child(argv, work)
     record_child(m, child)
     if child.exit_code != 0:
         m.note = failure_note(child)
@@ -363,6 +381,48 @@ def stop_process_group(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def sql_wired() -> bool:
+    """Whether `runreport extract --via sql` reaches the sql path (refresh takes `via`)."""
+    import inspect
+
+    from etl.refresh import run_extract
+
+    return "via" in inspect.signature(run_extract).parameters
+
+
+def sql_argv(uri: str, db: Path, since_ms: int | None = None) -> list[str]:
+    """The arguments after the runreport command that extract --via sql (see sql_wired)."""
+    if sql_wired():
+        mode = "--full" if since_ms is None else "--incremental"
+        return ["extract", "--via", "sql", mode, "--tracking-uri", uri, "--db", str(db)]
+    since = [] if since_ms is None else ["--since-ms", str(since_ms)]
+    return ["--script", str(PERF_DIR / "sql_extract.py"), uri, str(db), *since]
+
+
+def measure_sql_full(
+    result: SizeResult, store: Path, db: Path, expected: int, work: Path, repeat: int
+) -> int:
+    """bare copy, sql, bare copy, sql...; returns when the last sql extract started (ms)."""
+    started_ms = 0
+    for attempt in range(1, repeat + 1):
+        bare = Measurement(result.runs, "sqlite", "bare", attempt, runs_expected=expected)
+        copy = work / "bare.duckdb"
+        copy.unlink(missing_ok=True)
+        child = run_child(
+            [sys.executable, str(PERF_DIR / "bare_copy.py"), str(store), str(copy)], work
+        )
+        record_child(bare, child)
+        bare.runs_obtained = warehouse_run_count(copy) if child.exit_code == 0 else None
+        bare.note = "" if child.exit_code == 0 else failure_note(child)
+        result.measurements.append(show(bare))
+        sql = Measurement(result.runs, "sqlite", "sql", attempt, runs_expected=expected)
+        started_ms = int(time.time() * 1000)
+        result.measurements.append(
+            show(measure_runreport(sql_argv(sqlite_uri(store), db), db, work, sql))
+        )
+    return started_ms
+
+
 def bench_size(
     runs: int,
     experiments: int,
@@ -371,6 +431,7 @@ def bench_size(
     http_workers: int,
     keep: bool,
     report: bool,
+    via: str = "search_runs",
 ) -> SizeResult:
     store_cached, generated_in = cached_store(runs, experiments)
     took = "from the cache" if generated_in is None else f"generated in {generated_in:.1f} s"
@@ -384,6 +445,9 @@ def bench_size(
         db = work / "runs.duckdb"
         uri = sqlite_uri(store)
         alternate(result, "sqlite", uri, db, expected, work, repeat)
+        sql_db, sql_started_ms = work / "sql.duckdb", 0
+        if via == "sql":
+            sql_started_ms = measure_sql_full(result, store, sql_db, expected, work, repeat)
         if http:
             print("starting mlflow server (--workers 2)...", flush=True)
             with mlflow_server(store, work) as http_uri:
@@ -395,6 +459,14 @@ def bench_size(
         step = Measurement(runs, "sqlite", "incremental", 1, runs_expected=expected + added.runs)
         args = ["extract", "--incremental", "--tracking-uri", uri, "--db", str(db)]
         result.measurements.append(show(measure_runreport(args, db, work, step)))
+        if via == "sql":
+            step = Measurement(
+                runs, "sqlite", "sql-incremental", 1, runs_expected=expected + added.runs
+            )
+            since = sql_started_ms - 3_600_000  # the default overlap of one hour
+            result.measurements.append(
+                show(measure_runreport(sql_argv(uri, sql_db, since), sql_db, work, step))
+            )
         step = Measurement(runs, "sqlite", "report", 1)
         if report:
             out = work / "report"
@@ -442,7 +514,8 @@ def fmt(value: float | int | None, pattern: str) -> str:
 STEP_LEGEND = (
     "plain: mlflow.search_runs(search_all_experiments=True, run_view_type=ALL) into a DataFrame"
     " | full: runreport extract --full | incremental: runreport extract --incremental after"
-    " adding 1% new runs | report: runreport report"
+    " adding 1% new runs | report: runreport report | bare: the store's tables copied as they"
+    " are into DuckDB | sql: extract --via sql | sql-incremental: its incremental after the 1%"
 )
 
 
@@ -505,11 +578,72 @@ def summarise(results: list[SizeResult]) -> dict:
         size["incremental_ratio"] = ratio(incremental.ok_seconds, size["sqlite"]["full_seconds"])
         size["incremental_failed"] = not incremental.succeeded
         size["report_seconds"] = report.ok_seconds
+        size.update(sql_summary(ms, size))
         # a report that ran and failed is a failure; a CLI without the command is n/a
         size["report_failed"] = report.exit_code not in (0, None)
         summary["sizes"][result.runs] = size
     summary["targets"] = verdicts(summary["sizes"])
     return summary
+
+
+def sql_summary(ms: list[Measurement], size: dict) -> dict:
+    """The --via sql numbers of one size, with their ratios to the plain way, the bare copy
+    and the search_runs extract; empty without --via sql."""
+    sql = [m for m in ms if m.step == "sql"]
+    if not sql:
+        return {}
+    bare = [m for m in ms if m.step == "bare"]
+    incremental = next(m for m in ms if m.step == "sql-incremental")
+    sqlite = size["sqlite"]
+    found = {
+        "sql_seconds": median_of([m.ok_seconds for m in sql]),
+        "sql_runs_per_second": median_of([m.runs_per_second for m in sql]),
+        "sql_peak_mb": median_of([m.peak_tree_mb for m in sql]),
+        "bare_seconds": median_of([m.ok_seconds for m in bare]),
+        "bare_peak_mb": median_of([m.peak_tree_mb for m in bare]),
+        "sql_every_run": all(m.runs_obtained == m.runs_expected for m in sql),
+        "sql_incremental_seconds": incremental.ok_seconds,
+        "sql_incremental_every_run": incremental.runs_obtained == incremental.runs_expected,
+    }
+    found["sql_throughput_ratio"] = ratio(
+        found["sql_runs_per_second"], sqlite["plain_runs_per_second"]
+    )
+    found["sql_over_bare"] = ratio(found["sql_seconds"], found["bare_seconds"])
+    found["sql_memory_ratio"] = ratio(found["sql_peak_mb"], sqlite["full_peak_mb"])
+    found["sql_incremental_over_full_search_runs"] = ratio(
+        incremental.ok_seconds, sqlite["full_seconds"]
+    )
+    found["sql_incremental_over_full_sql"] = ratio(incremental.ok_seconds, found["sql_seconds"])
+    return found
+
+
+def sql_verdicts(runs: int, size: dict) -> list[dict]:
+    if "sql_seconds" not in size:
+        return []
+    at = f"{runs:,} via sql"
+    checks = [
+        ("every run extracted", size["sql_every_run"] and size["sql_incremental_every_run"],
+         None, "all"),
+        ("throughput sql/plain", size["sql_throughput_ratio"], ("sql_throughput", True), ">="),
+        ("time sql/bare copy", size["sql_over_bare"], ("sql_over_bare", False), "<="),
+        ("peak tree memory sql/search_runs", size["sql_memory_ratio"], ("sql_memory", False),
+         "<="),
+        ("incremental sql / full search_runs", size["sql_incremental_over_full_search_runs"],
+         ("sql_incremental", False), "<="),
+        ("incremental sql / full sql (reported)", size["sql_incremental_over_full_sql"], None,
+         "-"),
+    ]  # fmt: skip
+    lines = []
+    for name, value, target, sign in checks:
+        if target is None:
+            passed = value if isinstance(value, bool) else None
+            bound = sign
+        else:
+            key, at_least = target
+            passed = judge(value, SQL_TARGETS[key], at_least)
+            bound = f"{sign} {SQL_TARGETS[key]}"
+        lines.append({"target": f"{name}, {at}", "value": value, "bound": bound, "passed": passed})
+    return lines
 
 
 def judge(value: float | None, bound: float, at_least: bool, failed: bool = False) -> bool | None:
@@ -552,6 +686,7 @@ def verdicts(sizes: dict) -> list[dict]:
         rep, bound = size["report_seconds"], TARGETS["report_seconds"]
         passed = judge(rep, bound - 1e-9, False, size["report_failed"])
         add(f"report seconds, {runs:,}", rep, passed, f"< {bound:.0f} s")
+        lines.extend(sql_verdicts(runs, size))
     if len(sizes) > 1:
         smallest, largest = min(sizes), max(sizes)
         flat = ratio(
@@ -615,6 +750,12 @@ def main() -> None:
         default=2,
         help="runreport extract --workers over http, where processes overlap network waits.",
     )
+    parser.add_argument(
+        "--via",
+        choices=["search_runs", "sql"],
+        default="search_runs",
+        help="sql: also time a bare copy of the tables and extract --via sql (full, incremental).",
+    )
     parser.add_argument("--json", type=Path, help="Write the numbers to this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the work folders.")
     args = parser.parse_args()
@@ -622,7 +763,14 @@ def main() -> None:
     report = cli_has_command("report")
     results = [
         bench_size(
-            runs, args.experiments, args.repeat, args.http, args.http_workers, args.keep, report
+            runs,
+            args.experiments,
+            args.repeat,
+            args.http,
+            args.http_workers,
+            args.keep,
+            report,
+            args.via,
         )
         for runs in parse_sizes(args)
     ]
@@ -635,7 +783,7 @@ def main() -> None:
                 for r in results
             ],
             "summary": summary,
-            "targets": TARGETS,
+            "targets": {**TARGETS, **SQL_TARGETS},
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")

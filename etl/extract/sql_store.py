@@ -1,0 +1,310 @@
+"""Read a SQL tracking store's tables directly (`runreport extract --via sql`).
+
+Yields the same `Records` as etl.extract.reader does through `search_runs`, with the
+values MLflow's SqlAlchemyStore would return (mlflow/store/tracking/sqlalchemy_store.py):
+
+- runs come with their `latest_metrics` rows (what `Run.data._metric_objs` holds): a NaN is
+  stored as value 0 with `is_nan` set and read back as NaN; ±inf is stored, and returned,
+  as ±1.7976931348623157e308;
+- `run_name` is `runs.name`, else (when that is empty) the `mlflow.runName` tag, as
+  `SqlRun.to_mlflow_entity` does;
+- every experiment and every run, deleted ones included, as `search_experiments` and
+  `search_runs` with `ViewType.ALL` list them in a single-tenant store.
+
+Guarded: only schema revisions (`alembic_version`) tested against search_runs are read;
+everything is read in one read-only transaction (one snapshot) and nothing is written.
+No MLflow import: SQLite goes through the stdlib, other databases through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from etl.errors import ConfigError, JobFailed
+from etl.extract.reader import Records, batched
+from etl.extract.tracking import redact, sqlite_path
+from etl.schema import empty_records
+
+# alembic revision -> the MLflow version whose migrations end there; each one here has been
+# checked against search_runs by tests/test_via_sql.py.
+TESTED_REVISIONS = {"dc11669786a5": "mlflow 3.17"}
+SUPPORTED_SCHEMES = ("sqlite", "postgresql")
+CHUNK_ROWS = 50_000
+# Run ids per `in (...)` list when reading some runs only (an incremental extract).
+ID_BATCH = 500
+DEFAULT_WORKSPACE = "default"
+
+Row = Sequence[Any]
+
+_RUNS_SQL = """
+select r.run_uuid, r.experiment_id,
+       case when (r.name is null or r.name = '') and t.value is not null and t.value <> ''
+            then t.value else r.name end,
+       r.status, r.user_id, r.start_time, r.end_time, r.lifecycle_stage, r.artifact_uri
+from runs r
+left join tags t on t.run_uuid = r.run_uuid and t."key" = 'mlflow.runName'
+"""
+# table -> the select of its warehouse columns, in etl.schema order; `is_nan` comes last.
+_RUN_TABLE_SQL = {
+    "params": 'select run_uuid, "key", value from params',
+    "tags": 'select run_uuid, "key", value from tags',
+    "metrics": 'select run_uuid, "key", value, step, "timestamp", is_nan from latest_metrics',
+    "metric_history": 'select run_uuid, "key", value, step, "timestamp", is_nan from metrics',
+}
+
+
+class _Source(Protocol):
+    def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]: ...
+
+
+@dataclass
+class _SqliteSource:
+    con: sqlite3.Connection
+
+    def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
+        cursor = self.con.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            yield rows
+
+
+@dataclass
+class _SqlAlchemySource:
+    con: Any  # sqlalchemy.engine.Connection
+
+    def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
+        from sqlalchemy import text
+
+        # a server-side cursor: a table streams in chunks instead of arriving whole
+        statement = text(sql).execution_options(stream_results=True)
+        yield from self.con.execute(statement, dict(params)).partitions(CHUNK_ROWS)
+
+
+class StoreSnapshot:
+    """One read-only transaction on the store: every read sees the same moment."""
+
+    def __init__(self, source: _Source, revision: str) -> None:
+        self.source = source
+        self.revision = revision
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Iterator[Row]:
+        for chunk in self.source.chunks(sql, params or {}):
+            yield from chunk
+
+    def experiment_records(self) -> Records:
+        """experiments and experiment_tags, deleted experiments included."""
+        records = empty_records()
+        experiments = self.source.chunks(
+            "select experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
+            "last_update_time from experiments",
+            {},
+        )
+        for chunk in experiments:
+            _extend(records["experiments"], chunk, ids=1)
+        for chunk in self.source.chunks(
+            'select experiment_id, "key", value from experiment_tags', {}
+        ):
+            _extend(records["experiment_tags"], chunk, ids=1)
+        return records
+
+    def run_records(
+        self, run_ids: Iterable[str] | None = None, metric_history: bool = False
+    ) -> Iterator[tuple[int, Records]]:
+        """(runs in batch, records) for every run, or for these runs only.
+
+        Every run: each table is streamed whole, CHUNK_ROWS rows a batch (the count is
+        non-zero only for batches of `runs`). Some runs: ID_BATCH runs a batch, all tables.
+        """
+        tables = [t for t in _RUN_TABLE_SQL if metric_history or t != "metric_history"]
+        if run_ids is None:
+            yield from self._all_runs(tables)
+            return
+        for batch in batched(sorted(set(run_ids)), ID_BATCH):
+            names = {f"id{i}": run_id for i, run_id in enumerate(batch)}
+            where = f"in ({', '.join(':' + name for name in names)})"
+            records = empty_records()
+            for chunk in self.source.chunks(f"{_RUNS_SQL} where r.run_uuid {where}", names):
+                _extend(records["runs"], chunk, ids=2)
+            for table in tables:
+                sql = f"{_RUN_TABLE_SQL[table]} where run_uuid {where}"
+                for chunk in self.source.chunks(sql, names):
+                    _extend_run_table(records, table, chunk)
+            yield len(records["runs"]["run_id"]), records
+
+    def _all_runs(self, tables: list[str]) -> Iterator[tuple[int, Records]]:
+        for chunk in self.source.chunks(_RUNS_SQL, {}):
+            records = empty_records()
+            _extend(records["runs"], chunk, ids=2)
+            yield len(chunk), records
+        for table in tables:
+            # only rows of runs that exist, as search_runs reaches them through runs
+            sql = f"{_RUN_TABLE_SQL[table]} where run_uuid in (select run_uuid from runs)"
+            for chunk in self.source.chunks(sql, {}):
+                records = empty_records()
+                _extend_run_table(records, table, chunk)
+                yield 0, records
+
+    def changed_run_ids(
+        self, since_ms: int, stored_deleted: set[str], was_running: set[str]
+    ) -> list[str]:
+        """The runs an incremental extract re-reads (see etl/extract/incremental.py):
+        started or ended since `since_ms`, RUNNING now, RUNNING at the last extract
+        (`was_running`), deleted or restored since (against `stored_deleted`, the runs the
+        warehouse holds as deleted). Runs gone from the store are in the list too: their
+        rows are deleted and nothing replaces them."""
+        changed = set(was_running)
+        deleted_now: set[str] = set()
+        rows = self.rows(
+            "select run_uuid, lifecycle_stage, "
+            "case when start_time >= :since or end_time >= :since or status = 'RUNNING' "
+            "then 1 else 0 end from runs "
+            "where start_time >= :since or end_time >= :since or status = 'RUNNING' "
+            "or lifecycle_stage = 'deleted'",
+            {"since": since_ms},
+        )
+        for run_id, stage, touched in rows:
+            if touched:
+                changed.add(run_id)
+            if stage == "deleted":
+                deleted_now.add(run_id)
+        changed |= deleted_now ^ stored_deleted
+        return sorted(changed)
+
+    def run_count(self) -> int:
+        return int(next(self.rows("select count(*) from runs"))[0])
+
+
+def _extend(columns: dict[str, list[Any]], chunk: Sequence[Row], ids: int) -> None:
+    """Append a chunk of rows to the columns; the first `ids` columns are ids, which the
+    store keeps as integers (experiment_id) and the warehouse as text."""
+    for i, (name, values) in enumerate(zip(columns, zip(*chunk, strict=True), strict=True)):
+        if i < ids and values and not isinstance(values[0], str):
+            columns[name].extend(None if v is None else str(v) for v in values)
+        else:
+            columns[name].extend(values)
+
+
+def _extend_run_table(records: Records, table: str, chunk: Sequence[Row]) -> None:
+    if table not in ("metrics", "metric_history"):
+        _extend(records[table], chunk, ids=1)
+        return
+    nan = math.nan
+    rows = [
+        (run_id, key, nan if is_nan else value, step, timestamp)
+        for run_id, key, value, step, timestamp, is_nan in chunk
+    ]
+    _extend(records[table], rows, ids=1)
+
+
+@contextlib.contextmanager
+def open_snapshot(uri: str) -> Iterator[StoreSnapshot]:
+    """A read-only snapshot of the MLflow SQL store at `uri`, its schema revision checked."""
+    scheme = urlsplit(uri).scheme.lower().split("+", 1)[0]
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ConfigError(
+            f"--via sql reads SQLite and PostgreSQL tracking stores, not {redact(uri)}",
+            "Use --via search_runs (the default) for this tracking URI",
+        )
+    opener = _sqlite_source if scheme == "sqlite" else _sqlalchemy_source
+    with _database_errors(uri), opener(uri) as source:
+        revision = _checked_revision(source, uri)
+        _check_single_tenant(source)
+        yield StoreSnapshot(source, revision)
+
+
+@contextlib.contextmanager
+def _sqlite_source(uri: str) -> Iterator[_Source]:
+    path = sqlite_path(uri)
+    if path is None:
+        raise ConfigError("--via sql cannot read an in-memory SQLite store", "Use a file")
+    # mode=ro: this connection cannot write, whatever runs on it
+    con = sqlite3.connect(
+        f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, isolation_level=None
+    )
+    try:
+        con.execute("begin")  # deferred: the snapshot starts at the first read
+        yield _SqliteSource(con)
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("rollback")
+        con.close()
+
+
+@contextlib.contextmanager
+def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as con:
+            con.exec_driver_sql("set transaction isolation level repeatable read, read only")
+            try:
+                yield _SqlAlchemySource(con)
+            finally:
+                con.rollback()
+    finally:
+        engine.dispose()
+
+
+def _checked_revision(source: _Source, uri: str) -> str:
+    try:
+        chunks = source.chunks("select version_num from alembic_version", {})
+        found = [row[0] for chunk in chunks for row in chunk]
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        raise ConfigError(
+            f"{redact(uri)} has no alembic_version table: not an MLflow tracking store",
+            "Check the tracking URI",
+        ) from None
+    revision = found[0] if len(found) == 1 else ", ".join(found) or "none"
+    if revision not in TESTED_REVISIONS:
+        tested = ", ".join(f"{r} ({v})" for r, v in TESTED_REVISIONS.items())
+        raise ConfigError(
+            f"the tracking store's schema revision is {revision}; --via sql reads only "
+            f"revisions it was tested on: {tested}",
+            "Use --via search_runs, which reads any revision through MLflow",
+        )
+    return revision
+
+
+def _check_single_tenant(source: _Source) -> None:
+    sql = "select count(*) from experiments where workspace is not null and workspace <> :w"
+    (count,) = next(source.chunks(sql, {"w": DEFAULT_WORKSPACE}))[0]
+    if count:
+        raise ConfigError(
+            f"{count} experiments live in MLflow workspaces other than '{DEFAULT_WORKSPACE}'; "
+            "--via sql reads single-tenant stores only",
+            "Use --via search_runs",
+        )
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return True
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        return False
+    return isinstance(exc, SQLAlchemyError)
+
+
+@contextlib.contextmanager
+def _database_errors(uri: str) -> Iterator[None]:
+    """The driver's errors as one-line job failures naming the store."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise JobFailed(
+            f"reading the tracking store {redact(uri)} failed: {first[:300]}",
+            "The previous warehouse is unchanged; check the database and try again",
+        ) from exc

@@ -1,0 +1,59 @@
+"""The physical limit of an extract: MLflow's tables copied as they are into DuckDB.
+
+    python tests/perf/bare_copy.py /path/to/mlflow.db copy.duckdb
+
+No joins, no renaming, no NaN or run-name handling: each table the warehouse is built from
+(experiments, experiment_tags, runs, params, tags, latest_metrics) is streamed from SQLite
+with the stdlib driver and appended to DuckDB through Arrow, in chunks. DuckDB's own
+sqlite extension would be the other way, but it is downloaded on first use and this
+machine has no network.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+TABLES = ("experiments", "experiment_tags", "runs", "params", "tags", "latest_metrics")
+CHUNK_ROWS = 50_000
+
+
+def bare_copy(store: Path, db: Path) -> int:
+    """Copy the tables; returns the rows copied."""
+    source = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    target = duckdb.connect(str(db))
+    target.execute("set memory_limit = '32MB'; set threads = 1")
+    copied = 0
+    try:
+        for table in TABLES:
+            cursor = source.execute(f"select * from {table}")
+            names = [d[0] for d in cursor.description]
+            created = False
+            while rows := cursor.fetchmany(CHUNK_ROWS):
+                columns = [pa.array(column) for column in zip(*rows, strict=True)]
+                target.register("_batch", pa.table(columns, names=names))
+                verb = f"insert into {table}" if created else f"create table {table} as"
+                target.execute(f"{verb} select * from _batch")
+                target.unregister("_batch")
+                created = True
+                copied += len(rows)
+    finally:
+        source.close()
+        target.close()
+    return copied
+
+
+def main() -> None:
+    began = time.perf_counter()
+    rows = bare_copy(Path(sys.argv[1]), Path(sys.argv[2]))
+    print(json.dumps({"rows": rows, "seconds": round(time.perf_counter() - began, 3)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""`--via sql`: the records read straight from a SQL store's tables equal what search_runs
+returns, on SQLite, on PostgreSQL and through a real mlflow server; unknown schema
+revisions are refused; the store is only read, in one snapshot."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from etl.config import load_config
+from etl.errors import ConfigError
+from etl.extract import reader
+from etl.extract.parallel import page_records
+from etl.extract.sql_store import TESTED_REVISIONS, open_snapshot
+from etl.refresh import run_extract
+from etl.warehouse.build import WarehouseBuilder
+from etl.warehouse.views import create_views
+from tests import conftest
+from tests.conftest import LONG_TAG, StoreFacts, build_rich_store, log_run, run_cli
+from tests.perf.make_store import generate_store
+from tests.perf.sql_extract import extract_to_warehouse
+from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
+from tests.test_incremental import table_contents
+
+FLOAT_MAX = 1.7976931348623157e308
+Rows = dict[str, list[str]]
+CLI_HAS_VIA = "via" in inspect.signature(run_extract).parameters
+needs_wiring = pytest.mark.skipif(
+    not CLI_HAS_VIA, reason="etl.refresh.run_extract does not take `via` yet"
+)
+
+
+def table_rows(batches: Iterable[reader.Records]) -> Rows:
+    """table -> its rows, each as repr (NaN equals NaN), sorted."""
+    rows: dict[str, list[str]] = {}
+    for records in batches:
+        for table, columns in records.items():
+            rows.setdefault(table, []).extend(map(repr, zip(*columns.values(), strict=True)))
+    return {table: sorted(found) for table, found in rows.items()}
+
+
+def via_search_runs(uri: str, metric_history: bool = True) -> Rows:
+    """The records runreport's reference path builds through MlflowClient.search_runs."""
+
+    def batches() -> Iterator[reader.Records]:
+        client = reader.make_client(uri)
+        experiments = list(reader.list_experiments(client))
+        yield reader.experiment_records(experiments)
+        ids = [e.experiment_id for e in experiments]
+        for runs in reader.run_pages(client, ids):
+            yield page_records(runs, client, metric_history)[0]
+
+    return table_rows(batches())
+
+
+def via_sql(uri: str, metric_history: bool = True) -> Rows:
+    def batches() -> Iterator[reader.Records]:
+        with open_snapshot(uri) as store:
+            yield store.experiment_records()
+            for _, records in store.run_records(None, metric_history):
+                yield records
+
+    return table_rows(batches())
+
+
+def assert_same(expected: Rows, got: Rows) -> None:
+    assert got.keys() == expected.keys()
+    for table in expected:
+        assert got[table] == expected[table], table
+
+
+def assert_rich_store_values(rows: Rows, facts: StoreFacts) -> None:
+    """The hard cases of build_rich_store are really in what was compared."""
+    runs = facts.run_ids
+    assert len(rows["runs"]) == 10 and len(rows["experiments"]) == 4
+    metrics = "\n".join(rows["metrics"])
+    assert f"('{runs['odd_metrics']}', 'nan', nan," in metrics
+    assert f"('{runs['odd_metrics']}', 'pinf', {FLOAT_MAX!r}," in metrics
+    assert f"('{runs['odd_metrics']}', 'ninf', {-FLOAT_MAX!r}," in metrics
+    assert f"('{runs['plain']}', 'loss', 0.2, 2," in metrics  # the latest of 3 points
+    assert any(repr(LONG_TAG) in row for row in rows["tags"])
+    assert any("日本語 run ✓" in row for row in rows["runs"])
+    assert sum(f"'{facts.experiment_ids['gone']}', 'gone'" in r for r in rows["experiments"]) == 1
+    assert sum("'deleted'" in row for row in rows["runs"]) == 2  # a run, a deleted experiment's
+    assert len(rows["metric_history"]) == 8
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+
+def test_sqlite_store_equals_search_runs_and_is_not_written(tmp_path: Path) -> None:
+    facts = build_rich_store(tmp_path / "store")
+    store = Path(facts.uri.removeprefix("sqlite:///"))
+    before = digest(store)
+    got = via_sql(facts.uri)
+    assert digest(store) == before
+    assert not list(store.parent.glob("*-journal")) and not list(store.parent.glob("*-wal"))
+    assert_same(via_search_runs(facts.uri), got)
+    assert_rich_store_values(got, facts)
+
+
+def test_warehouse_via_sql_equals_warehouse_via_search_runs(
+    rich_store: StoreFacts, tmp_path: Path
+) -> None:
+    """Loaded with the same WarehouseBuilder, views and runs_wide included."""
+    reference = tmp_path / "search_runs.duckdb"
+    built = tmp_path / "sql.duckdb"
+    assert extract_to_warehouse(rich_store.uri, built, metric_history=True) == 10
+    load_search_runs(rich_store.uri, reference)
+    assert table_contents(built) == table_contents(reference)
+
+
+def load_search_runs(uri: str, db: Path, metric_history: bool = True) -> None:
+    """The search_runs records loaded the way the extract loads them."""
+    client = reader.make_client(uri)
+    with WarehouseBuilder(db) as wh:
+        experiments = list(reader.list_experiments(client))
+        wh.append(reader.experiment_records(experiments))
+        for runs in reader.run_pages(client, [e.experiment_id for e in experiments]):
+            wh.append(page_records(runs, client, metric_history)[0])
+        create_views(wh.connection)
+        wh.commit()
+
+
+def test_generated_benchmark_store_equals_search_runs(tmp_path: Path) -> None:
+    with contextlib.chdir(tmp_path):
+        made = generate_store(
+            tmp_path / "g.db", runs=400, experiments=4, seed=7, diverged_share=0.05
+        )
+    got = via_sql(made.uri)
+    assert_same(via_search_runs(made.uri), got)
+    assert len(got["runs"]) == 400 and len(got["metrics"]) == 2000
+    assert len(got["metric_history"]) > 2000
+    assert any(", nan, " in row for row in got["metrics"])
+    assert any(f", {FLOAT_MAX!r}, " in row for row in got["metrics"])
+
+
+def test_through_the_http_server_equals_sql(
+    rich_store: StoreFacts, served_rich_store: conftest.MlflowServer
+) -> None:
+    assert_same(via_search_runs(served_rich_store.uri), via_sql(rich_store.uri))
+
+
+# --- the guard -----------------------------------------------------------------------------
+
+
+def store_at_revision(facts: StoreFacts, folder: Path, revision: str) -> str:
+    copy = folder / "other-revision.db"
+    shutil.copyfile(facts.uri.removeprefix("sqlite:///"), copy)
+    con = sqlite3.connect(copy)
+    with con:
+        con.execute("update alembic_version set version_num = ?", [revision])
+    con.close()
+    return f"sqlite:///{copy}"
+
+
+def test_unknown_schema_revision_is_refused(rich_store: StoreFacts, tmp_path: Path) -> None:
+    uri = store_at_revision(rich_store, tmp_path, "0123456789ab")
+    with pytest.raises(ConfigError) as caught, open_snapshot(uri):
+        pass
+    assert caught.value.exit_code == 2
+    message = caught.value.one_line()
+    assert "schema revision is 0123456789ab" in message
+    assert "--via search_runs" in message
+    assert list(TESTED_REVISIONS) == ["dc11669786a5"]
+
+
+@needs_wiring
+def test_cli_refuses_unknown_revision_and_keeps_the_warehouse(
+    rich_store: StoreFacts, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.duckdb"
+    first = run_cli("extract", "--tracking-uri", rich_store.uri, "--db", str(db))
+    assert first.exit_code == 0, first.output
+    before = digest(db)
+    uri = store_at_revision(rich_store, tmp_path, "0123456789ab")
+    result = run_cli("extract", "--via", "sql", "--tracking-uri", uri, "--db", str(db))
+    assert result.exit_code == 2
+    assert "0123456789ab" in result.output and "--via search_runs" in result.output
+    assert digest(db) == before
+
+
+@needs_wiring
+def test_cli_via_sql_equals_cli_via_search_runs(rich_store: StoreFacts, tmp_path: Path) -> None:
+    by_api, by_sql = tmp_path / "api.duckdb", tmp_path / "sql.duckdb"
+    common = ("--tracking-uri", rich_store.uri, "--metric-history")
+    assert run_cli("extract", *common, "--db", str(by_api)).exit_code == 0
+    result = run_cli("extract", *common, "--db", str(by_sql), "--via", "sql")
+    assert result.exit_code == 0, result.output
+    assert table_contents(by_sql) == table_contents(by_api)
+
+
+def test_an_http_uri_is_refused(rich_store: StoreFacts) -> None:
+    with pytest.raises(ConfigError) as caught, open_snapshot("http://127.0.0.1:5000"):
+        pass
+    assert caught.value.exit_code == 2
+    assert "--via search_runs" in caught.value.one_line()
+
+
+def test_config_key_warehouse_via(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[warehouse]\nvia = "sql"\n')
+    assert load_config(good).via == "sql"
+    assert load_config(None).via == "search_runs"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[warehouse]\nvia = "odbc"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert caught.value.exit_code == 2
+    assert 'warehouse.via must be "search_runs" or "sql", not \'odbc\'' in caught.value.message
+
+
+# --- incremental ---------------------------------------------------------------------------
+
+
+def test_incremental_via_sql_equals_full(tmp_path: Path) -> None:
+    facts = build_rich_store(tmp_path / "store")
+    uri, runs, experiments = facts.uri, facts.run_ids, facts.experiment_ids
+    client = MlflowClient(uri)
+    client.delete_run(runs["failed"])  # deleted before the first extract, restored after
+    zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
+    db = tmp_path / "incremental.duckdb"
+    assert extract_to_warehouse(uri, db) == 11
+    since_ms = int(time.time() * 1000) - 1
+    time.sleep(0.01)
+
+    log_run(client, experiments["alpha"], "new run", metrics={"mse": 1.0})
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(run_id=runs["plain"]):  # a finished run reopened
+            mlflow.log_metric("r2", 0.75)
+        with (
+            mlflow.start_run(run_id=runs["root"]),
+            mlflow.start_run(run_name="late child", nested=True),
+        ):
+            mlflow.log_param("alpha", "0.2")
+    finally:
+        mlflow.set_tracking_uri(None)
+    client.delete_run(runs["unicode"])
+    client.restore_run(runs["failed"])
+    client.set_terminated(runs["running"], status="FINISHED")
+    client.rename_experiment(experiments["beta"], "beta renamed")
+    client.update_run(zombie, status="KILLED")  # keeps its empty end time
+    client.delete_experiment(experiments["alpha"])  # its runs become deleted
+
+    # re-read: new run, plain (reopened), root + late child, unicode (deleted), failed
+    # (restored), running (ended), zombie (RUNNING last time), odd_metrics (its experiment
+    # deleted); not: child, grandchild, deleted, in_gone
+    assert extract_to_warehouse(uri, db, since_ms=since_ms) == 9
+    full = tmp_path / "full.duckdb"
+    extract_to_warehouse(uri, full)
+    assert table_contents(db) == table_contents(full)
+    reference = tmp_path / "search_runs.duckdb"
+    load_search_runs(uri, reference, metric_history=False)
+    assert table_contents(full) == table_contents(reference)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select status from runs where run_id = ?", [zombie]).fetchone() == (
+        "KILLED",
+    )
+    con.close()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_rich_store(
+    postgres: PostgresCluster,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StoreFacts:
+    """build_rich_store's store, on PostgreSQL."""
+    uri = postgres.new_database("rich")
+    MlflowClient(uri).search_experiments()  # creates the schema
+    folder = tmp_path_factory.mktemp("pg-rich")
+    with contextlib.chdir(folder):
+        return build_rich_store(folder, uri)
+
+
+def test_postgres_store_equals_search_runs(pg_rich_store: StoreFacts) -> None:
+    got = via_sql(pg_rich_store.uri)
+    assert_same(via_search_runs(pg_rich_store.uri), got)
+    assert_rich_store_values(got, pg_rich_store)
+
+
+def test_postgres_through_the_http_server(pg_rich_store: StoreFacts) -> None:
+    server = conftest.start_mlflow_server(pg_rich_store.uri)
+    try:
+        assert_same(via_search_runs(server.uri), via_sql(pg_rich_store.uri))
+    finally:
+        server.stop()
+
+
+def test_postgres_needs_only_read_access(
+    pg_rich_store: StoreFacts,
+    postgres: PostgresCluster,  # noqa: F811
+) -> None:
+    postgres.execute(
+        "create role reader login password 'r3ad'; "
+        "grant select on all tables in schema public to reader",
+        database="rich",
+    )
+    reader_uri = postgres.uri("rich", "reader", "r3ad")
+    assert_same(via_sql(pg_rich_store.uri), via_sql(reader_uri))
+
+
+def test_postgres_reads_one_snapshot(pg_rich_store: StoreFacts) -> None:
+    client = MlflowClient(pg_rich_store.uri)
+    with open_snapshot(pg_rich_store.uri) as store:
+        before = store.run_count()
+        added = log_run(client, pg_rich_store.experiment_ids["beta"], "while reading")
+        records = [r for _, r in store.run_records()]
+    read = [run_id for r in records for run_id in r["runs"]["run_id"]]
+    assert len(read) == before and added not in read
+    assert client.get_run(added).info.run_name == "while reading"
