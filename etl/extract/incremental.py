@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-import duckdb
 
 from etl.extract import reader
 
@@ -33,36 +30,16 @@ RUN_ID_BATCH = 100
 DEFAULT_OVERLAP = timedelta(hours=1)
 
 
-def last_extract_start(db: Path, mode: str | None = None) -> datetime | None:
-    """Start time of the last successful extract (of this mode), or None when the warehouse
-    is missing, unreadable or has none: then the next extract is a full one."""
-    if not db.exists():
-        return None
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        row = con.execute(
-            "select max(started_at) from extract_log where status = 'ok' "
-            "and (?::varchar is null or mode = ?)",
-            [mode, mode],
-        ).fetchone()
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
-    return row[0] if row else None
-
-
 def changed_runs(
     client: MlflowClient,
-    con: duckdb.DuckDBPyConnection,
     experiment_ids: list[str],
     since: datetime,
+    stored_deleted: set[str],
+    was_running: set[str],
     page_size: int = reader.DEFAULT_PAGE_SIZE,
 ) -> Iterator[list[Run]]:
-    """Pages of runs to upsert; each run at most once."""
+    """Pages of runs to upsert; each run at most once. `stored_deleted` and `was_running`
+    are the runs the warehouse holds as deleted and as RUNNING."""
     from mlflow.entities import ViewType
 
     since_ms = int(since.timestamp() * 1000)
@@ -83,12 +60,6 @@ def changed_runs(
     )
 
     # Deleted now: compare with the runs the warehouse holds as deleted (a small set).
-    stored_deleted = {
-        run_id
-        for (run_id,) in con.execute(
-            "select run_id from runs where lifecycle_stage = 'deleted'"
-        ).fetchall()
-    }
     deleted_now: set[str] = set()
     for page in reader.run_pages(
         client, experiment_ids, "", page_size, view_type=ViewType.DELETED_ONLY
@@ -102,10 +73,6 @@ def changed_runs(
     )
     # Restored runs, and runs RUNNING at the last extract: one may have been marked
     # KILLED or FINISHED with update_run, which keeps its old end time.
-    was_running = {
-        run_id
-        for (run_id,) in con.execute("select run_id from runs where status = 'RUNNING'").fetchall()
-    }
     recheck = sorted(((stored_deleted - deleted_now) | was_running) - seen)
     for batch in reader.batched(recheck, RUN_ID_BATCH):
         ids = ", ".join(f"'{run_id}'" for run_id in batch)

@@ -10,15 +10,16 @@ import logging
 import os
 import socket
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from etl.errors import ConfigError, JobFailed
+from etl.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
 SQL_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
 HTTP_SCHEMES = {"http", "https"}
-SECRET_QUERY_KEYS = {"password", "token", "secret", "access_token", "api_key", "apikey"}
+redact = redact_uri  # the one redaction lives in etl.redact
 
 
 def default_tracking_uri() -> str:
@@ -26,27 +27,6 @@ def default_tracking_uri() -> str:
     import mlflow
 
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
-
-
-def redact(uri: str) -> str:
-    """The URI with any user:password and secret query values replaced by ***."""
-    parts = urlsplit(uri)
-    secret_query = any(k.lower() in SECRET_QUERY_KEYS for k, _ in parse_qsl(parts.query))
-    if "@" not in parts.netloc and not secret_query:
-        return uri  # urlunsplit would turn sqlite:///x into sqlite:/x
-    netloc = parts.netloc
-    if "@" in netloc:
-        creds, host = netloc.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in creds else f"***@{host}"
-    query = parts.query
-    if query:
-        pairs = [
-            (k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
-            for k, v in parse_qsl(query, keep_blank_values=True)
-        ]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -66,7 +46,13 @@ def check_tracking_uri(uri: str) -> str:
     base_scheme = scheme.split("+", 1)[0]
     if base_scheme == "sqlite":
         path = sqlite_path(uri)
-        if path is not None and not path.is_file():
+        if path is None:
+            raise ConfigError(
+                f"the tracking URI {shown!r} names no SQLite file (an empty, in-memory store)",
+                "Give the store's path: sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (is a variable in the config unset?)",
+            )
+        if not path.is_file():
             raise ConfigError(
                 f"no MLflow store at {path} (from {shown})",
                 "Check the path; MLflow would silently create a new, empty store there. "
@@ -101,6 +87,14 @@ def _check_file_store(uri: str) -> str:
 
 def _check_reachable(uri: str) -> None:
     parts = urlsplit(uri)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError(
+            f"tracking URI {redact(uri)} has no valid host:port",
+            "Percent-encode special characters of a password in the URI (e.g. / as %2F), "
+            "or set MLFLOW_TRACKING_PASSWORD instead",
+        ) from None
     host = parts.hostname or "localhost"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:

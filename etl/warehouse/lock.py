@@ -36,9 +36,10 @@ def warehouse_lock(warehouse: Path) -> Iterator[None]:
         ) from None
     holder = _holder_path(warehouse)
     try:
-        holder.write_text(
-            json.dumps({"pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat()})
-        )
+        with contextlib.suppress(OSError):  # only informs; a full disk must not stop here
+            holder.write_text(
+                json.dumps({"pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat()})
+            )
         yield
     finally:
         with contextlib.suppress(OSError):

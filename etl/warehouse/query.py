@@ -6,33 +6,38 @@ Nothing a query says can change the warehouse: the file is opened with
 with external access off, so no query can attach, read or write another file (COPY TO,
 ATTACH, read_csv of a path) or load an extension; the configuration is then locked.
 
-Values: NULL is an empty CSV cell and JSON null; timestamps, dates and times are ISO 8601
-(timestamps in UTC, with their offset); NaN, +inf and -inf are written as the strings
-"NaN", "Infinity" and "-Infinity" in CSV, JSON and the table alike (JSON has no number
-for them); DECIMAL is a JSON number; lists and structs are JSON arrays and objects (JSON
-text in a CSV cell); intervals and UUIDs are text; blobs are hex.
+Values become text by the one rule of etl/values.py, as in the report's CSVs: NULL is an
+empty CSV cell and JSON null; timestamps ISO 8601 in UTC; NaN, +inf and -inf (and MLflow's
+±1.7976931348623157e308 stand-in for them) are "NaN", "Infinity" and "-Infinity"; no CSV
+cell is read as a formula by a spreadsheet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import datetime as dt
 import io
 import json
-import math
+import re
 import sys
+import threading
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 import duckdb
 
-from etl.errors import ConfigError, JobFailed
+from etl.errors import JobFailed
+from etl.values import cell, safe_text, to_json, to_text
+from etl.warehouse.connect import open_warehouse
+from etl.warehouse.settings import ViewSettings, apply_settings
 
 FETCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table longer than this is no use; CSV has them all
+# C0 and C1 control characters but newline: escape sequences in a run name must not reach
+# the terminal
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 SCHEMA_QUERY = """
 select
     columns.table_name as name,
@@ -49,61 +54,60 @@ order by kind, name, columns.ordinal_position
 """
 
 
-def print_query(db: Path, query: str, fmt: str) -> None:
-    with open_warehouse(db) as con:
+def print_query(
+    db: Path,
+    query: str,
+    fmt: str,
+    timeout: float | None = None,
+    settings: ViewSettings | None = None,
+) -> None:
+    """Print the query's result; `settings` (a --config's) apply to the views first."""
+    with _warehouse(db, settings) as con, _deadline(con, timeout):
         columns, batches = run_query(con, query)
         write_result(columns, batches, fmt)
 
 
 def print_schema(db: Path, fmt: str) -> None:
     """Every table and view of the warehouse, one row per column."""
-    with open_warehouse(db) as con:
+    with _warehouse(db) as con:
         columns, batches = run_query(con, SCHEMA_QUERY)
         write_result(columns, batches, fmt)
 
 
-class open_warehouse:
-    """A read-only connection with external access off, closed on exit."""
+@contextlib.contextmanager
+def _warehouse(
+    db: Path, settings: ViewSettings | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse read-only (see etl.warehouse.connect), its configuration locked."""
+    con = open_warehouse(db)
+    try:
+        if settings is not None:
+            apply_settings(con, settings)  # temp tables the views read instead of the file's
+        con.execute("set lock_configuration = true")
+        yield con
+    finally:
+        con.close()
 
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.con: duckdb.DuckDBPyConnection | None = None
 
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        if not self.db.is_file():
-            raise ConfigError(
-                f"no warehouse at {self.db}",
-                "Run runreport extract first, or point --db at the warehouse file",
-            )
-        try:
-            con = duckdb.connect(
-                str(self.db),
-                read_only=True,
-                config={"enable_external_access": False},
-            )
-            # icu is built in but loads lazily; time zones need it before the lock
-            con.execute("load icu")
-            con.execute("set TimeZone = 'UTC'")
-            con.execute("set lock_configuration = true")
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():  # another program has it open for writing
-                raise JobFailed(
-                    f"the warehouse {self.db} is open for writing in another program",
-                    "Close it there (a duckdb shell?) and try again",
-                ) from exc
-            raise ConfigError(
-                f"cannot open the warehouse {self.db}: {exc}",
-                "Point --db at a warehouse made by runreport extract",
+@contextlib.contextmanager
+def _deadline(con: duckdb.DuckDBPyConnection, timeout: float | None) -> Iterator[None]:
+    """Interrupt the query after `timeout` seconds: a one-line JobFailed."""
+    if timeout is None:
+        yield
+        return
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.start()
+    try:
+        yield
+    except JobFailed as exc:
+        if isinstance(exc.__cause__, duckdb.InterruptException):
+            raise JobFailed(
+                f"query stopped after {timeout:g} s (--timeout)",
+                "Narrow it (a where clause, a limit) or give it a longer --timeout",
             ) from exc
-        except duckdb.Error as exc:
-            raise JobFailed(f"cannot open the warehouse {self.db}: {exc}") from exc
-        self.con = con
-        return con
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        raise
+    finally:
+        timer.cancel()
 
 
 def run_query(
@@ -147,12 +151,12 @@ def write_result(columns: list[str], batches: Iterator[list[tuple[Any, ...]]], f
 
 
 def write_csv(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> None:
-    click.echo(_csv_lines([columns]), nl=False)
+    click.echo(_csv_lines([[safe_text(name) for name in columns]]), nl=False)
     for rows in batches:
-        click.echo(_csv_lines([[text_value(value) for value in row] for row in rows]), nl=False)
+        click.echo(_csv_lines([[cell(value) for value in row] for row in rows]), nl=False)
 
 
-def _csv_lines(rows: list[list[str]]) -> str:
+def _csv_lines(rows: list[list[object]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
@@ -164,7 +168,7 @@ def write_json(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> 
     for rows in batches:
         lines = []
         for row in rows:
-            record = {name: json_value(value) for name, value in zip(columns, row, strict=True)}
+            record = {name: to_json(value) for name, value in zip(columns, row, strict=True)}
             lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
         click.echo(separator + ",\n".join(lines), nl=False)
         separator = ",\n"
@@ -173,12 +177,11 @@ def write_json(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> 
 
 def write_table(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
-    table = Table(*columns, header_style="bold")
-    for column in table.columns:
-        column.overflow = "fold"  # wrap long values rather than cut them off
+    headers = [Column(header=Text(printable(name))) for name in columns]
+    table = Table(*headers, header_style="bold")
     shown = 0
     more = False
     for rows in batches:
@@ -186,9 +189,14 @@ def write_table(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) ->
             if shown == TABLE_ROW_LIMIT:
                 more = True
                 break
+            if shown == 0:
+                _set_wrapping(table, row)
             # Text, not str: a run name like "[red]x" must not be read as rich markup
             table.add_row(
-                *(Text("NULL", style="dim") if v is None else Text(text_value(v)) for v in row)
+                *(
+                    Text("NULL", style="dim") if v is None else Text(printable(to_text(v)))
+                    for v in row
+                )
             )
             shown += 1
         if more:
@@ -203,45 +211,19 @@ def write_table(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) ->
         )
 
 
-def text_value(value: Any) -> str:
-    """One value as CSV and table cells show it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _float_text(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (list, dict, tuple)):
-        return json.dumps(json_value(value), ensure_ascii=False, allow_nan=False)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
+def _set_wrapping(table: Any, row: tuple[Any, ...]) -> None:
+    """Text columns wrap long values; run ids, numbers and times are never broken."""
+    for column, value in zip(table.columns, row, strict=True):
+        if isinstance(value, str) and not _looks_like_an_id(value):
+            column.overflow = "fold"
+        else:
+            column.no_wrap = True
 
 
-def json_value(value: Any) -> Any:
-    """One value as JSON can hold it; see the module docstring."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _float_text(value)
-    if isinstance(value, Decimal):
-        return json_value(float(value))
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return [json_value(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): json_value(item) for key, item in value.items()}
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)  # UUID, interval, ...
+def _looks_like_an_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
-def _float_text(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(value)
+def printable(text: str) -> str:
+    """Control characters (escape sequences) shown as \\xNN, never sent to the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

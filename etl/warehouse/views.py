@@ -53,15 +53,21 @@ walk at the last run before a repeat, and the walk never goes deeper than 1,000 
 largest double), so the views treat that value like ±inf: NaN and ±inf never win a
 leaderboard or a search and stay out of min, max and mean in metric_summary.
 
-runs_wide is a view that create_views writes for the keys the warehouse holds (SQL alone
-cannot pivot over keys it does not know), with the columns `mlflow.search_runs` returns:
-run_id, experiment_id, status, artifact_uri, start_time, end_time, then lifecycle_stage,
-"metrics.<key>", "params.<key>" and "tags.<key>" (keys in alphabetical order); every
-run, deleted ones too. A view, not a table: a table with thousands of key columns needs
+runs_wide_all is a view that create_views writes for the keys the warehouse holds (SQL
+alone cannot pivot over keys it does not know), with the columns `mlflow.search_runs`
+returns: run_id, experiment_id, status, artifact_uri, start_time, end_time, then
+lifecycle_stage, "metrics.<key>", "params.<key>" and "tags.<key>" (keys in alphabetical
+order); every run, deleted ones too. runs_wide has the same columns and holds the rows
+`mlflow.search_runs(search_all_experiments=True)` returns by default: the active runs of
+active experiments. Views, not tables: a table with thousands of key columns needs
 gigabytes of memory to build (measured: out of memory at 2 GB for 100,000 runs and 3,065
-keys) and stores every value twice; the view costs nothing until it is read. DuckDB
-column names ignore case, so where two keys differ only by case the later one is named
-"<prefix>.<key>#2" (then #3, ...).
+keys) and stores every value twice; a view costs nothing until it is read.
+
+DuckDB column names ignore case, so keys that differ only by case cannot all have their
+plain column name. The plain name "<prefix>.<key>" goes to the key spelled in lower case
+when there is one (so "metrics.loss" is the key `loss`, not `LOSS`), else to the first in
+sort order; the others get "<prefix>.<key>#2", "#3", ... in sort order, each keeping its
+own spelling ("metrics.LOSS#2").
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ import duckdb
 
 from etl.errors import JobFailed
 from etl.resources import sql_dir
+from etl.warehouse.connect import quote_ident, quote_literal, table_names
 from etl.warehouse.settings import ViewSettings, write_settings
 
 # runs_wide columns ahead of the metric, param and tag columns, as mlflow.search_runs
@@ -99,9 +106,10 @@ def create_views(
     folder: Path | None = None,
 ) -> list[str]:
     """Write the settings tables, create or replace every view, then rebuild runs_wide.
-    Returns the names of the views created."""
-    settings = settings or ViewSettings()
-    write_settings(con, settings)
+    Without settings, the settings tables the warehouse holds stay (defaults where it has
+    none). Returns the names of the views created."""
+    if settings is not None or not {"runreport_settings", "metric_directions"} <= table_names(con):
+        write_settings(con, settings or ViewSettings())
     created = _create_sql_views(con, folder)
     create_runs_wide(con)
     return created
@@ -109,7 +117,8 @@ def create_views(
 
 def _create_sql_views(con: duckdb.DuckDBPyConnection, folder: Path | None) -> list[str]:
     """Views may select from each other in any file order: retry those whose inputs are
-    not made yet until a round creates nothing."""
+    not made yet (or are older versions) until a round creates nothing; then the error
+    (catalog, binder, parser, ...) names the file at its root."""
     pending = {name: path.read_text() for name, path in view_files(folder).items()}
     created: list[str] = []
     while pending:
@@ -118,8 +127,10 @@ def _create_sql_views(con: duckdb.DuckDBPyConnection, folder: Path | None) -> li
         for name, body in list(pending.items()):
             try:
                 con.execute(f"create or replace view {name} as\n{body.rstrip().rstrip(';')}")
-            except duckdb.CatalogException as exc:
-                errors[name] = str(exc)
+            except (duckdb.IOException, duckdb.TransactionException):
+                raise  # the disk, not the view file
+            except duckdb.Error as exc:
+                errors[name] = " ".join(str(exc).split())
                 continue
             created.append(name)
             del pending[name]
@@ -137,50 +148,49 @@ def _create_sql_views(con: duckdb.DuckDBPyConnection, folder: Path | None) -> li
 
 
 def create_runs_wide(con: duckdb.DuckDBPyConnection) -> None:
-    """One row per run, one column per metric, param and tag key, like mlflow.search_runs.
+    """One row per run, one column per metric, param and tag key, like mlflow.search_runs:
+    runs_wide_all (every run) and runs_wide (active runs of active experiments).
 
     Each run's keys go into one map per source and every column is a lookup in it, so a
     query reading a few columns computes only those."""
-    taken: set[str] = {name.lower() for name in WIDE_RUN_COLUMNS}
     selects = [f"runs.{name}" for name in WIDE_RUN_COLUMNS]
     joins = []
     for table in WIDE_SOURCES:
-        rows = con.execute(f"select distinct key from {table} order by key").fetchall()
-        if not rows:
+        keys = [key for (key,) in con.execute(f"select distinct key from {table}").fetchall()]
+        if not keys:
             continue
         joins.append(
             f"left join (select run_id, map_from_entries(list(struct_pack(k := key, "
             f"v := value))) as entries from {table} group by run_id) as {table}_map "
             f"on {table}_map.run_id = runs.run_id"
         )
-        for (key,) in rows:
-            column = _unique_column(f"{table}.{key}", taken)
-            selects.append(f"{table}_map.entries[{_literal(key)}] as {_ident(column)}")
+        for key, column in wide_columns(table, keys):
+            selects.append(f"{table}_map.entries[{quote_literal(key)}] as {quote_ident(column)}")
     # warehouses built before runs_wide became a view hold it as a table
-    con.execute(
-        "select count(*) from duckdb_tables() where table_name = 'runs_wide' "
-        "and database_name = current_database() and schema_name = 'main'"
-    )
-    if (con.fetchone() or (0,))[0]:
+    if "runs_wide" in table_names(con):
         con.execute("drop table runs_wide")
     con.execute(
-        f"create or replace view runs_wide as select {', '.join(selects)} from runs "
+        f"create or replace view runs_wide_all as select {', '.join(selects)} from runs "
         f"{' '.join(joins)}"
+    )
+    con.execute(
+        "create or replace view runs_wide as select * from runs_wide_all "
+        "where lifecycle_stage = 'active' and experiment_id in "
+        "(select experiment_id from experiments where lifecycle_stage = 'active')"
     )
 
 
-def _unique_column(name: str, taken: set[str]) -> str:
-    candidate, number = name, 1
-    while candidate.lower() in taken:
-        number += 1
-        candidate = f"{name}#{number}"
-    taken.add(candidate.lower())
-    return candidate
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
+def wide_columns(prefix: str, keys: list[str]) -> list[tuple[str, str]]:
+    """(key, column name) in key order; see the module docstring for keys that differ
+    only by case."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        groups.setdefault(key.lower(), []).append(key)
+    named: dict[str, str] = {}
+    for spellings in groups.values():
+        plain = spellings[0].lower() if spellings[0].lower() in spellings else spellings[0]
+        others = [key for key in spellings if key != plain]
+        named[plain] = f"{prefix}.{plain}"
+        for number, key in enumerate(others, start=2):
+            named[key] = f"{prefix}.{key}#{number}"
+    return sorted(named.items())
