@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import re
+from etl.redact import redact_text
 
-# user:password@ (or a lone token@) inside any URI in a message, e.g. one MLflow quotes
-_URI_CREDENTIALS = re.compile(r"://([^/@\s:]+)(:[^/@\s]*)?@")
-
-
-def scrub_credentials(text: str) -> str:
-    """The text with every URI's password (or lone token) replaced by ***."""
-    return _URI_CREDENTIALS.sub(
-        lambda m: f"://{m.group(1)}:***@" if m.group(2) else "://***@", text
-    )
+# the one redaction (etl.redact), under the name the CLI's log filter imports
+scrub_credentials = redact_text
 
 
 class RunreportError(Exception):
@@ -44,3 +37,25 @@ class LockHeld(RunreportError):
     """Another run holds the warehouse lock; cron tries again next time: exit 75."""
 
     exit_code = 75
+
+
+# What is true after Ctrl-C, by command: each writes its files aside and renames them in.
+AFTER_INTERRUPT = {
+    "extract": "the previous warehouse is unchanged",
+    "run": "the warehouse and the report are each the previous or the new one, whole; "
+    "the mail may or may not have gone out",
+    "report": "the report folder is the previous report or the new one, whole",
+    "email": "the report folder is the previous report or the new one, whole; "
+    "the mail may or may not have gone out",
+    "sql": "nothing was changed (runreport sql only reads)",
+    "views": "nothing was changed",
+    "export": "the Parquet export folder is the previous export or the new one, whole",
+    "seed": "the tracking store may hold part of the demo runs; run runreport seed again",
+    "demo": "the demo folder may be incomplete; run runreport demo again",
+}
+
+
+def interrupted_message(command: str | None) -> str:
+    """The line printed on Ctrl-C: what is true for the command that was interrupted."""
+    after = AFTER_INTERRUPT.get(command or "")
+    return f"runreport: interrupted; {after}" if after else "runreport: interrupted"

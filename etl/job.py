@@ -2,32 +2,39 @@
 
 The lock is held for the whole job, so two cron entries on one warehouse never overlap.
 A failure in the extract or the render leaves the previous warehouse and the previous
-report whole and sends no report; any failure (when configured) sends a short notice to
-the on_failure recipients. A failed email leaves the new report in place and exits 1.
+report whole and sends no report. Any failure at all (a held lock aside) sends one short
+notice to the on_failure recipients, saying what is true afterwards, then exits 1 as
+before; `--no-email` sends no mail at all, the notice included. A failed email leaves the
+new report in place and exits 1. Pruning removes only dated folders the job wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from etl.config import Config
 from etl.errors import LockHeld, RunreportError
-from etl.extract.incremental import last_extract_start
-from etl.extract.tracking import default_tracking_uri
 from etl.mail import MailSettings, send_failure_notice
+from etl.redact import redact_text
 from etl.warehouse.build import check_writable
+from etl.warehouse.extract_log import last_extract_start
 from etl.warehouse.lock import warehouse_lock
 
 log = logging.getLogger("runreport")
 LATEST = "latest"
+REPORT_MARKER = ".runreport-report"  # in each dated folder the job wrote: only those are pruned
+MARKER_TEXT = "Written by runreport run; removed after report.retention_days.\n"
 
 
 @contextlib.contextmanager
@@ -49,100 +56,169 @@ def choose_mode(db: Path, full_refresh_days: int, now: datetime, force_full: boo
 
 
 def run_job(config: Config, force_full: bool = False, send_email: bool = True) -> Path:
-    """The whole job; returns the dated report folder."""
+    """The whole job; returns the dated report folder. Any failure (but a held lock) sends
+    the on_failure notice once, unless `send_email` is off, then propagates."""
     now = datetime.now(timezone.utc)
     report_day = now.astimezone(ZoneInfo(config.timezone)).date()
-    check_writable(config.db)  # before the lock file, which would create a missing folder
+    progress = JobProgress()
     try:
+        check_writable(config.db)  # before the lock file, which would create a missing folder
         with warehouse_lock(config.db):
-            return _run_locked(config, now, report_day, force_full, send_email)
+            return _run_locked(config, now, report_day, force_full, send_email, progress)
     except LockHeld:
         raise  # not a failure: the other run does the job
-    except RunreportError as exc:
-        if config.on_failure:
-            _notify_failure(config, exc)
+    except Exception as exc:
+        if config.on_failure and send_email:
+            _notify_failure(config, exc, progress)
         raise
 
 
-def _run_locked(
-    config: Config, now: datetime, report_day: date, force_full: bool, send_email: bool
-) -> Path:
-    from etl.refresh import run_extract
-    from etl.report.render import render_report
-    from etl.warehouse.settings import ViewSettings
+@dataclass
+class JobProgress:
+    """How far the job got, so the failure notice says what is true afterwards."""
 
-    settings = ViewSettings(
-        timezone=config.timezone,
-        zombie_after_hours=config.zombie_after_hours,
-        metric_directions=config.metric_directions,
-    )
+    step: str = "start"
+    folder: Path | None = None
+
+
+def _run_locked(
+    config: Config,
+    now: datetime,
+    report_day: date,
+    force_full: bool,
+    send_email: bool,
+    progress: JobProgress,
+) -> Path:
+    from etl.refresh import extract_from_config
+    from etl.report.render import render_from_config
+
     # a mail setting mistake stops the job before it starts
     mail = MailSettings.from_config(config) if send_email else None
     mode = choose_mode(config.db, config.full_refresh_days, now, force_full)
+    progress.step = "extract"
     with step("extract") as counts:
-        summary = run_extract(
-            config.tracking_uri or default_tracking_uri(),
-            config.db,
-            mode=mode,
-            metric_history=config.metric_history,
-            workers=config.workers,
-            overlap=timedelta(minutes=config.overlap_minutes),
-            view_settings=settings,
-            hold_lock=False,
-        )
+        summary = extract_from_config(config, mode, hold_lock=False)
         counts.update(mode=summary.mode, runs=summary.runs, experiments=summary.experiments)
 
+    if config.export_parquet is not None:
+        from etl.warehouse.export import export_parquet
+
+        progress.step = "export"
+        with step("export") as counts:
+            exported = export_parquet(config.db, config.export_parquet)
+            counts.update(folder=exported.folder, rows=sum(exported.rows.values()))
+
+    progress.step = "report"
     config.out.mkdir(parents=True, exist_ok=True)
     folder = config.out / report_day.isoformat()
     with step("report") as counts:
-        result = render_report(config.db, folder, days=config.days, templates=config.templates)
+        public_url = f"{config.public_url.rstrip('/')}/{folder.name}" if config.public_url else None
+        result = render_from_config(
+            config, folder, now=now, public_url=public_url, previous=config.out / LATEST
+        )
+        progress.folder = folder
+        (folder / REPORT_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         point_latest(config.out, folder)
         counts.update(folder=folder, new_runs=result.figures.get("new_runs"))
 
     if mail is not None and mail.to_addrs:
+        progress.step = "email"
         with step("email") as counts:
             from etl.mail import email_report
 
             email_report(folder, mail, config.attach_csv, None)
             counts["recipients"] = len(mail.to_addrs)
 
+    progress.step = "prune"
     with step("prune") as counts:
         counts["removed"] = len(prune_reports(config.out, report_day, config.retention_days))
     return folder
 
 
 def point_latest(out: Path, folder: Path) -> None:
-    """Swap the `latest` link to the new folder in one rename; readers never see it missing."""
+    """Swap the `latest` link to the new folder in one rename: a reader, or a kill at any
+    moment, finds it on the old report or the new one, never missing."""
     link = out / LATEST
+    for leftover in out.glob(f".{LATEST}.*"):  # links of runs killed before their rename
+        if leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
     tmp = out / f".{LATEST}.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
     tmp.symlink_to(folder.name, target_is_directory=True)
     os.replace(tmp, link)
 
 
+def is_runreport_report(folder: Path) -> bool:
+    """A dated folder the job wrote: it holds the marker, or (reports from before the
+    marker) a report.json for that very date."""
+    if (folder / REPORT_MARKER).is_file():
+        return True
+    try:
+        figures = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(figures, dict) and figures.get("date") == folder.name
+
+
 def prune_reports(out: Path, today: date, retention_days: int) -> list[Path]:
-    """Remove dated report folders older than the retention; nothing else is touched."""
+    """Remove the job's dated report folders older than the retention (at least 1 day, so
+    never today's); any other folder, even one named like a date, is left alone."""
+    retention_days = max(1, retention_days)
     removed = []
     for folder in out.iterdir():
         try:
             day = date.fromisoformat(folder.name)
         except ValueError:
             continue
-        if folder.is_dir() and not folder.is_symlink() and (today - day).days > retention_days:
+        if folder.name != day.isoformat() or folder.is_symlink() or not folder.is_dir():
+            continue  # fromisoformat also reads 20240101 and 2024-W01-1
+        if (today - day).days > retention_days and is_runreport_report(folder):
             shutil.rmtree(folder)
             removed.append(folder)
     return removed
 
 
-def _notify_failure(config: Config, exc: RunreportError) -> None:
-    try:
-        send_failure_notice(
-            MailSettings.from_config(config),
-            config.on_failure,
-            f"runreport failed: {exc.message[:120]}",
-            f"The scheduled runreport job failed at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} "
-            f"UTC.\n\n{exc.one_line()}\n\nThe previous warehouse and report are unchanged.",
+def describe_failure(exc: BaseException) -> str:
+    """The failure as one redacted line; a local file error says it is one."""
+    if isinstance(exc, RunreportError):
+        return exc.one_line()
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return redact_text(
+            f"local file error: {exc.strerror or exc.__class__.__name__}: {exc.filename}. "
+            "Check the free disk space and the permissions of that path"
         )
+    return RunreportError(f"{exc.__class__.__name__}: {exc}").one_line()
+
+
+AFTERMATH = {
+    "start": "Nothing was changed: the previous warehouse and report are unchanged.",
+    "extract": "The previous warehouse and report are unchanged.",
+    "export": "The warehouse was updated; the previous Parquet export and report are unchanged.",
+    "report": "The warehouse was updated; the previous report is unchanged.",
+    "email": "The warehouse and the report in {folder} were updated, but the report mail "
+    "was not sent to every recipient.",
+    "prune": "The warehouse, the report in {folder} and its mail are done; only removing old "
+    "report folders failed.",
+}
+
+
+def failure_notice(exc: BaseException, progress: JobProgress) -> tuple[str, str]:
+    """(subject, body) of the on_failure notice; every word redacted."""
+    line = describe_failure(exc)
+    subject = redact_text(" ".join(f"runreport failed: {line}".split()))
+    if len(subject) > 140:
+        subject = subject[:139] + "…"
+    aftermath = AFTERMATH[progress.step].format(folder=progress.folder)
+    body = (
+        f"The scheduled runreport job on {socket.gethostname()} failed at "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, in its {progress.step} step.\n\n"
+        f"{line}\n\n{aftermath}\n"
+    )
+    return subject, redact_text(body)
+
+
+def _notify_failure(config: Config, exc: BaseException, progress: JobProgress) -> None:
+    subject, body = failure_notice(exc, progress)
+    try:
+        send_failure_notice(MailSettings.from_config(config), config.on_failure, subject, body)
     except Exception as notice_error:  # the job's own error matters more
-        log.error("could not send the failure notice: %s", notice_error)
+        log.error("could not send the failure notice: %s", describe_failure(notice_error))

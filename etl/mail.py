@@ -25,25 +25,29 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
 import smtplib
 import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from etl.errors import ConfigError, JobFailed
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from etl.config import Config
 
 log = logging.getLogger("runreport")
@@ -68,7 +72,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class MailSettings:
-    """Where and how the mail goes. Build it with `from_env` to read RUNREPORT_* variables."""
+    """Where and how the mail goes. Build it with `from_config`."""
 
     to_addrs: tuple[str, ...] = ()
     from_addr: str = ""  # empty: runreport@<this host's FQDN>
@@ -94,9 +98,10 @@ class MailSettings:
             object.__setattr__(self, "from_addr", f"runreport@{socket.getfqdn()}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"SMTP port {self.port} is out of range", "Use 1-65535")
-        if self.retries < 0 or self.backoff_seconds < 0 or self.timeout <= 0:
+        finite = math.isfinite(self.backoff_seconds) and math.isfinite(self.timeout)
+        if self.retries < 0 or self.backoff_seconds < 0 or self.timeout <= 0 or not finite:
             raise ConfigError(
-                "SMTP retries and backoff must be >= 0 and the timeout > 0",
+                "SMTP retries and backoff must be finite numbers >= 0 and the timeout > 0",
                 f"Got retries={self.retries}, backoff={self.backoff_seconds}, "
                 f"timeout={self.timeout}",
             )
@@ -130,82 +135,22 @@ class MailSettings:
             )
 
     @classmethod
-    def from_env(
-        cls,
-        *,
-        to_addrs: Sequence[str] = (),
-        from_addr: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        user: str | None = None,
-        security: str | None = None,
-        subject_template: str | None = None,
-        cafile: Path | None = None,
-        retries: int | None = None,
-        backoff_seconds: float | None = None,
-        timeout: float | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> MailSettings:
-        """Arguments given win; the rest come from the environment:
-
-        RUNREPORT_MAIL_TO (comma-separated), RUNREPORT_MAIL_FROM, RUNREPORT_MAIL_SUBJECT,
-        RUNREPORT_SMTP_HOST, RUNREPORT_SMTP_PORT, RUNREPORT_SMTP_USER,
-        RUNREPORT_SMTP_PASSWORD (the only way to give the password),
-        RUNREPORT_SMTP_SECURITY (none|starttls|ssl), RUNREPORT_SMTP_CAFILE,
-        RUNREPORT_SMTP_RETRIES, RUNREPORT_SMTP_BACKOFF (seconds), RUNREPORT_SMTP_TIMEOUT.
-        """
-        env = os.environ if environ is None else environ
-
-        def pick(given: str | None, name: str) -> str | None:
-            return given if given else (env.get(name) or None)
-
-        def number(given: float | None, name: str, kind: type[T], default: T) -> T:
-            if given is not None:
-                return kind(given)  # type: ignore[call-arg]
-            text = env.get(name, "").strip()
-            try:
-                return kind(text) if text else default  # type: ignore[call-arg]
-            except ValueError:
-                raise ConfigError(f"{name} is not a number: {text!r}", "Fix or unset it") from None
-
-        recipients = list(to_addrs) or _split_addresses(env.get("RUNREPORT_MAIL_TO", ""))
-        cafile_text = pick(str(cafile) if cafile else None, "RUNREPORT_SMTP_CAFILE")
+    def from_config(cls, config: Config) -> MailSettings:
+        """The mail settings of the resolved configuration (etl.config: file < environment
+        < flags); the password only from RUNREPORT_SMTP_PASSWORD."""
         return cls(
-            to_addrs=tuple(recipients),
-            from_addr=pick(from_addr, "RUNREPORT_MAIL_FROM") or "",
-            host=pick(host, "RUNREPORT_SMTP_HOST") or DEFAULT_HOST,
-            port=number(port or None, "RUNREPORT_SMTP_PORT", int, 0),
-            user=pick(user, "RUNREPORT_SMTP_USER"),
-            password=env.get(PASSWORD_ENV) or None,
-            security=(pick(security, "RUNREPORT_SMTP_SECURITY") or "none").lower(),  # type: ignore[arg-type]
-            subject_template=pick(subject_template, "RUNREPORT_MAIL_SUBJECT") or DEFAULT_SUBJECT,
-            cafile=Path(cafile_text) if cafile_text else None,
-            retries=number(retries, "RUNREPORT_SMTP_RETRIES", int, cls.retries),
-            backoff_seconds=number(
-                backoff_seconds, "RUNREPORT_SMTP_BACKOFF", float, cls.backoff_seconds
-            ),
-            timeout=number(timeout, "RUNREPORT_SMTP_TIMEOUT", float, cls.timeout),
-        )
-
-    @classmethod
-    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> MailSettings:
-        """The [mail] section of a `runreport run` config file, under the environment:
-        a RUNREPORT_* variable that is set wins over the file (and alone holds the
-        password)."""
-        env = os.environ if environ is None else environ
-
-        def from_file(value: T, name: str) -> T | None:
-            return None if env.get(name) else value
-
-        return cls.from_env(
-            to_addrs=from_file(config.mail_to, "RUNREPORT_MAIL_TO") or (),
-            from_addr=from_file(config.mail_from, "RUNREPORT_MAIL_FROM"),
-            host=from_file(config.smtp_host, "RUNREPORT_SMTP_HOST"),
-            port=from_file(config.smtp_port, "RUNREPORT_SMTP_PORT"),
-            user=from_file(config.smtp_user, "RUNREPORT_SMTP_USER"),
-            security=from_file(config.smtp_security, "RUNREPORT_SMTP_SECURITY"),
-            subject_template=from_file(config.mail_subject, "RUNREPORT_MAIL_SUBJECT"),
-            environ=environ,
+            to_addrs=tuple(config.mail_to),
+            from_addr=config.mail_from or "",
+            host=config.smtp_host or DEFAULT_HOST,
+            port=config.smtp_port or 0,
+            user=config.smtp_user,
+            password=os.environ.get(PASSWORD_ENV) or None,
+            security=(config.smtp_security or "none").lower(),  # type: ignore[arg-type]
+            subject_template=config.mail_subject or DEFAULT_SUBJECT,
+            cafile=config.smtp_cafile,
+            retries=config.smtp_retries,
+            backoff_seconds=config.smtp_backoff,
+            timeout=config.smtp_timeout,
         )
 
     @property
@@ -292,7 +237,26 @@ def write_message(message: EmailMessage, path: Path) -> None:
     """The message as an .eml file a mail client opens (CRLF line ends, as on the wire)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(message.as_bytes(policy=policy.SMTP))
+    data = message.as_bytes(policy=policy.SMTP)
+    # beside the target, then one rename: a full disk leaves the old file, not half a new one
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def send_message(message: EmailMessage, settings: MailSettings) -> None:
@@ -344,6 +308,8 @@ def envelope_addresses(addresses: Iterable[str], role: str) -> list[str]:
     found: dict[str, str] = {}
     for entry in addresses:
         parsed = getaddresses([entry])
+        if any(ord(char) < 32 or ord(char) == 127 for char in entry):
+            parsed = []  # a line break in an address could add a header or a recipient
         if not parsed or any(not _ADDR_SPEC.match(addr) for _, addr in parsed):
             raise ConfigError(
                 f"not a valid {role} email address: {entry!r}",
@@ -352,10 +318,6 @@ def envelope_addresses(addresses: Iterable[str], role: str) -> list[str]:
         for _, addr in parsed:
             found.setdefault(addr.lower(), addr)
     return list(found.values())
-
-
-def _split_addresses(value: str) -> list[str]:
-    return [formataddr((name, addr)) for name, addr in getaddresses([value]) if addr]
 
 
 def _new_message(settings: MailSettings, subject: str) -> EmailMessage:
@@ -417,13 +379,13 @@ def _deliver_once(
     message: EmailMessage, settings: MailSettings, sender: str, recipients: list[str]
 ) -> dict[str, tuple[int, bytes]]:
     """One connection: (STARTTLS,) login, send. Returns the recipients the server refused."""
-    smtp: smtplib.SMTP
+    smtp: _MarkedSMTP
     if settings.security == "ssl":
-        smtp = smtplib.SMTP_SSL(
+        smtp = _MarkedSMTP_SSL(
             settings.host, settings.port, timeout=settings.timeout, context=settings.ssl_context()
         )
     else:
-        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        smtp = _MarkedSMTP(settings.host, settings.port, timeout=settings.timeout)
     try:
         smtp.ehlo()
         if settings.security == "starttls":
@@ -431,7 +393,12 @@ def _deliver_once(
             smtp.ehlo()
         if settings.user and settings.password:
             smtp.login(settings.user, settings.password)
-        refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
+        try:
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            if smtp.message_sent:  # the server may have queued it: sending again may duplicate it
+                raise _OutcomeUnknown(exc) from exc
+            raise
         # The server has the mail; a failed QUIT must not make us send it again.
         with contextlib.suppress(smtplib.SMTPException, OSError):
             smtp.quit()
@@ -440,11 +407,41 @@ def _deliver_once(
         smtp.close()
 
 
+class _MarkedSMTP(smtplib.SMTP):
+    """Knows whether the whole message went out: smtplib's data() sends it, ending in
+    CRLF.CRLF, in one send() call, then waits for the server's reply."""
+
+    message_sent = False
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.message_sent = True
+
+
+class _MarkedSMTP_SSL(_MarkedSMTP, smtplib.SMTP_SSL):
+    pass
+
+
+class _OutcomeUnknown(Exception):
+    """The connection failed after the server had the whole message, before its reply."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause) or cause.__class__.__name__)
+
+
 def _with_retries(settings: MailSettings, attempt: Callable[[], T]) -> T:
     attempts = settings.retries + 1
     for number in range(1, attempts + 1):
         try:
             return attempt()
+        except _OutcomeUnknown as exc:
+            raise JobFailed(
+                f"SMTP server {settings.server} received the whole message, then the connection "
+                f"failed before it confirmed it ({exc}): the mail may or may not be delivered",
+                "runreport did not send it again, to avoid duplicates; check with a recipient "
+                "before sending it again",
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             transient, reason, hint = _explain(exc, settings)
             if not transient:

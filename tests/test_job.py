@@ -64,6 +64,7 @@ def test_run_extracts_reports_and_links_latest(store: StoreFacts, tmp_path: Path
     config = write_config(tmp_path, store.uri)
     old = tmp_path / "reports" / "2020-01-01"
     old.mkdir(parents=True)
+    (old / "report.json").write_text('{"date": "2020-01-01"}')  # a report runreport wrote
     (tmp_path / "reports" / "notes").mkdir()
 
     result = run_cli("run", "--config", str(config))
@@ -97,8 +98,8 @@ def test_run_full_flag_forces_a_full_extract(store: StoreFacts, tmp_path: Path) 
     ("extra", "named"),
     [
         ("dayz = 7\n", "unknown key report.dayz"),
-        ("days = 'seven'\n", "report.days must be a whole number of days"),
-        ("timezone = 'Mars/Olympus'\n", "unknown time zone 'Mars/Olympus'"),
+        ("days = 'seven'\n", "report.days must be a whole number, not 'seven'"),
+        ("timezone = 'Mars/Olympus'\n", "report.timezone must be an IANA time zone"),
         ("[mail]\nsecurity = 'tls'\n", "mail.security"),
         ("[metrics]\nrmse = 'down'\n", 'metrics.rmse must be "higher" or "lower"'),
         ("[mailer]\nto = []\n", "unknown section [mailer]"),
@@ -232,7 +233,7 @@ def cron_commands() -> list[list[str]]:
 
 def test_cron_example_lines_are_valid_commands() -> None:
     commands = cron_commands()
-    assert [c[0] for c in commands] == ["extract", "run", "run"]
+    assert [c[0] for c in commands] == ["extract", "run", "extract"]
     for words in commands:
         command = cli.commands[words[0]]
         # parses every option the line uses, exactly as the CLI would
