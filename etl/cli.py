@@ -1,4 +1,10 @@
-"""The `runreport` command line: parses options and calls the modules that do the work."""
+"""The `runreport` command line: parses options and calls the modules that do the work.
+
+Options that are settings (most of them) are built from their one declaration in
+etl/config.py, and every command resolves them through the same merge there:
+defaults < the --config file < environment variables < flags. Options that belong to one
+command only (a query, --dry-run, --since) are plain click options here.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,8 @@ from typing import Any
 import click
 
 from etl import __version__
-from etl.errors import RunreportError, scrub_credentials
-from etl.extract import reader as extract_defaults
+from etl.config import SETTINGS, Config, resolve, value_type
+from etl.errors import ConfigError, RunreportError, interrupted_message, scrub_credentials
 
 log = logging.getLogger("runreport")
 
@@ -22,41 +28,44 @@ log = logging.getLogger("runreport")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def db_option(
-    default: str | None = "runs.duckdb", text: str = "The DuckDB warehouse file."
-) -> Decorator:
-    return click.option(
-        "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=default,
-        envvar="RUNREPORT_DB",
-        show_envvar=True,
-        show_default=default is not None,
-        help=text,
-    )
+def setting_option(name: str, *flags: str, **overrides: Any) -> Decorator:
+    """The click option of the setting `name` (a field of etl.config.Config): its flag,
+    type and help come from the declaration. Click reads no variable and fills no default:
+    etl.config.resolve does both, for every command alike."""
+    spec = SETTINGS[name].metadata
+    kind = value_type(name)
+    sources = [f"env var: {spec['env']}"] if spec["env"] else []
+    sources.append(f"config: {spec['key']}")
+    default = SETTINGS[name].default
+    if default is not None and not isinstance(default, (bool, list, dict)):
+        sources.append(f"default: {default}")
+    options: dict[str, Any] = {"default": None, "help": f"{spec['help']} [{'; '.join(sources)}]"}
+    if kind is bool:
+        options["is_flag"] = True
+    elif kind is list:
+        options["multiple"] = True
+    elif kind is Path:
+        options["type"] = click.Path(path_type=Path)
+    elif kind in (int, float):
+        options["type"] = kind
+    options.update(overrides)
+    return click.option(*(flags or (spec["flag"],)), name, **options)
 
 
-def out_option(default: str | None, text: str) -> Decorator:
-    return click.option(
-        "--out",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=default,
-        envvar="RUNREPORT_OUT",
-        show_envvar=True,
-        show_default=default is not None,
-        help=text,
-    )
+def settings(*names: str) -> Decorator:
+    """Several setting options at once, in the order given."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            command = setting_option(name)(command)
+        return command
+
+    return decorate
 
 
-DB_OPTION = db_option()
-TRACKING_URI_OPTION = click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    show_envvar=True,
-    help="MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns folder. "
-    "Default: [tracking] uri of --config, else MLflow's own default (sqlite:///mlflow.db in "
-    "the working directory).",
-)
+def config_from_flags(config_file: Path | None, **flags: Any) -> Config:
+    """The command's settings: the one merge of etl.config over these flags."""
+    return resolve(config_file, flags)
 
 
 class RunreportGroup(click.Group):
@@ -71,7 +80,7 @@ class RunreportGroup(click.Group):
             click.echo(f"runreport: error: {exc.one_line()}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("runreport: interrupted; the previous warehouse is unchanged", err=True)
+            click.echo(interrupted_message(ctx.invoked_subcommand), err=True)
             sys.exit(130)
         except Exception as exc:  # unforeseen: still one line for cron, unless debugging
             if os.environ.get("RUNREPORT_DEBUG"):
@@ -135,10 +144,7 @@ CONFIG_OPTION = click.option(
 
 @cli.command()
 @CONFIG_OPTION
-@TRACKING_URI_OPTION
-@db_option(
-    None, "The DuckDB warehouse file. Default: [warehouse] path of --config, else runs.duckdb."
-)
+@settings("tracking_uri", "db")
 @click.option("--full", "mode", flag_value="full", default=True, help="Rebuild from scratch.")
 @click.option(
     "--incremental",
@@ -147,81 +153,39 @@ CONFIG_OPTION = click.option(
     help="Re-read only runs that can have changed since the last extract. "
     "[env var: RUNREPORT_EXTRACT_MODE=full|incremental]",
 )
+@settings("metric_history", "page_size", "workers", "via")
 @click.option(
-    "--metric-history",
+    "--allow-shrink",
     is_flag=True,
-    default=None,
-    envvar="RUNREPORT_METRIC_HISTORY",
-    help="Also fill metric_history with every logged point. Slow on big stores: one "
-    "get_metric_history call per run and metric key.",
+    envvar="RUNREPORT_ALLOW_SHRINK",
+    show_envvar=True,
+    help="Let a full extract replace a warehouse of at least 10 runs with one of fewer "
+    "than half as many (otherwise it fails and keeps the old one).",
 )
-@click.option(
-    "--page-size",
-    type=click.IntRange(1, 50_000),
-    default=extract_defaults.DEFAULT_PAGE_SIZE,
-    show_default=True,
-    envvar="RUNREPORT_PAGE_SIZE",
-    help="Runs per search_runs request; larger pages are faster and use more memory.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 32),
-    default=None,
-    envvar="RUNREPORT_WORKERS",
-    help="Processes reading experiments in parallel for a full extract: faster, above all "
-    "against a tracking server, but each holds its own copy of MLflow (about 170 MB). "
-    "Default: 1.",
-)
-def extract(
-    config_file: Path | None,
-    tracking_uri: str | None,
-    db: Path | None,
-    mode: str,
-    metric_history: bool | None,
-    page_size: int,
-    workers: int | None,
-) -> None:
+def extract(config_file: Path | None, mode: str, allow_shrink: bool, **flags: Any) -> None:
     """Every run of every experiment, deleted ones included, into the DuckDB file.
 
     \b
     Example:
       runreport extract --tracking-uri sqlite:///mlflow.db --db runs.duckdb
       runreport extract --incremental --config runreport.toml
+      runreport extract --via sql --tracking-uri postgresql://reader@db/mlflow
     """
-    from datetime import timedelta
+    from etl.refresh import extract_from_config
 
-    from etl.config import load_config
-    from etl.extract.tracking import default_tracking_uri
-    from etl.refresh import run_extract
-    from etl.warehouse.settings import ViewSettings
-
-    config = load_config(config_file)
-    mode = _extract_mode(mode)
-    run_extract(
-        tracking_uri or config.tracking_uri or default_tracking_uri(),
-        db or config.db,
-        mode=mode,
-        metric_history=config.metric_history if metric_history is None else metric_history,
-        page_size=page_size,
-        workers=workers or config.workers,
-        overlap=timedelta(minutes=config.overlap_minutes),
-        view_settings=ViewSettings(
-            timezone=config.timezone,
-            zombie_after_hours=config.zombie_after_hours,
-            metric_directions=config.metric_directions,
-        ),
-    )
+    config = config_from_flags(config_file, **flags)
+    extract_from_config(config, _extract_mode(mode), allow_shrink=allow_shrink)
 
 
 @cli.command()
-@TRACKING_URI_OPTION
+@settings("tracking_uri")
 @click.option(
     "--log-models",
     is_flag=True,
     envvar="RUNREPORT_LOG_MODELS",
     help="Let autolog save model artifacts too (slower, more disk).",
 )
-def seed(tracking_uri: str | None, log_models: bool) -> None:
+def seed(log_models: bool, **flags: Any) -> None:
     """Log demo runs that use every mlflow.start_run parameter.
 
     \b
@@ -231,12 +195,14 @@ def seed(tracking_uri: str | None, log_models: bool) -> None:
     from etl.demo.seed import seed_demo_runs
     from etl.extract.tracking import default_tracking_uri
 
-    summary = seed_demo_runs(tracking_uri or default_tracking_uri(), log_models=log_models)
+    config = config_from_flags(None, **flags)
+    summary = seed_demo_runs(config.tracking_uri or default_tracking_uri(), log_models=log_models)
     click.echo(summary.describe())
 
 
 @cli.command()
-@DB_OPTION
+@CONFIG_OPTION
+@settings("db")
 @click.option(
     "--format",
     "fmt",
@@ -246,9 +212,27 @@ def seed(tracking_uri: str | None, log_models: bool) -> None:
     help="Output format. Default: a table on a terminal, CSV in a pipe.",
 )
 @click.option("--schema", is_flag=True, help="List the tables and views with their columns.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    envvar="RUNREPORT_SQL_TIMEOUT",
+    show_envvar=True,
+    help="Stop the query after this many seconds (exit 1). Default: no limit.",
+)
 @click.argument("query", required=False)
-def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
+def sql(
+    config_file: Path | None,
+    fmt: str | None,
+    schema: bool,
+    timeout: float | None,
+    query: str | None,
+    **flags: Any,
+) -> None:
     """Run one read-only SQL query against the warehouse.
+
+    With --config, the views apply its settings (time zone, metric rules) for this query.
 
     \b
     Examples:
@@ -256,23 +240,87 @@ def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
       runreport sql --format json "select * from runs_per_estimator"
       runreport sql --schema
     """
-    from etl.errors import ConfigError
     from etl.warehouse.query import print_query, print_schema
+    from etl.warehouse.settings import ViewSettings
 
+    config = config_from_flags(config_file, **flags)
+    view_settings = ViewSettings.given_in(config)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     if schema:
-        print_schema(db, fmt)
+        print_schema(config.db, fmt)
     elif query:
-        print_query(db, query, fmt)
+        print_query(config.db, query, fmt, timeout, view_settings)
     else:
         raise ConfigError("no query given", 'Pass one, e.g. runreport sql "select * from runs"')
 
 
 @cli.command()
-@DB_OPTION
-@out_option(
-    "reports", "Folder the report is written into (replaced whole when the render succeeds)."
+@CONFIG_OPTION
+@settings("db")
+@setting_option(
+    "export_parquet",
+    "--parquet",
+    metavar="DIR",
+    help="Folder of the export; replaced whole. "
+    "[env var: RUNREPORT_EXPORT_PARQUET; config: export.parquet]",
 )
+def export(config_file: Path | None, **flags: Any) -> None:
+    """Every warehouse table as Parquet, one folder per table, with _manifest.json.
+
+    Runs and the tables keyed by run are partitioned by experiment (Hive style). DIR is
+    written beside itself and swapped in whole.
+
+    \b
+    Example:
+      runreport export --parquet lake/runreport --db runs.duckdb
+    """
+    from etl.warehouse.export import export_parquet
+
+    config = config_from_flags(config_file, **flags)
+    if config.export_parquet is None:
+        raise ConfigError(
+            "no export folder given", "Pass --parquet DIR or set [export] parquet in the config"
+        )
+    click.echo(export_parquet(config.db, config.export_parquet).describe())
+
+
+@cli.command()
+@click.option(
+    "--dialect",
+    type=click.Choice(["spark", "trino", "duckdb"]),
+    required=True,
+    envvar="RUNREPORT_DIALECT",
+    show_envvar=True,
+    help="The engine the view SQL is written for.",
+)
+@click.option(
+    "--parquet",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    envvar="RUNREPORT_VIEWS_PARQUET",
+    show_envvar=True,
+    help="spark: first make each table of this export (runreport export) a temporary view.",
+)
+def views(dialect: str, parquet: Path | None) -> None:
+    """The views of sql/ for another engine, transpiled with sqlglot, in dependency order.
+
+    One CREATE OR REPLACE TEMPORARY VIEW statement per view, each ending with ';' and a
+    blank line. A view that would not keep its meaning is refused (exit 1).
+
+    \b
+    Example:
+      runreport export --parquet /lake/runreport
+      runreport views --dialect spark --parquet /lake/runreport > views.sql
+    """
+    from etl.warehouse.dialects import view_sql
+
+    click.echo(view_sql(dialect, parquet=parquet), nl=False)
+
+
+@cli.command()
+@CONFIG_OPTION
+@settings("db", "out")
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -280,33 +328,22 @@ def sql(db: Path, fmt: str | None, schema: bool, query: str | None) -> None:
     envvar="RUNREPORT_SINCE",
     help="Start of the 'what happened' window (a date). Default: the last --days days.",
 )
-@click.option(
-    "--days",
-    type=click.IntRange(1, 3660),
-    default=7,
-    show_default=True,
-    envvar="RUNREPORT_DAYS",
-    help="Length of the 'what happened' window.",
-)
-@click.option(
-    "--templates",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="RUNREPORT_TEMPLATES",
-    help="A folder with your own copies of the templates, to restyle the report.",
-)
-def report(db: Path, out: Path, since: datetime | None, days: int, templates: Path | None) -> None:
+@settings("days", "templates")
+@setting_option("mlflow_ui_url", "--ui-url")
+def report(config_file: Path | None, since: datetime | None, **flags: Any) -> None:
     """HTML report, email HTML, plain text and one CSV per view into a folder.
+
+    It says what changed since the report already in the folder (its report.json).
 
     \b
     Example:
       runreport report --db runs.duckdb --out reports --days 7
+      runreport report --config runreport.toml --ui-url https://mlflow.example.com
     """
-    from etl.report.render import render_report
+    from etl.report.render import render_from_config
 
-    result = render_report(
-        db, out, since=since.date() if since else None, days=days, templates=templates
-    )
+    config = config_from_flags(config_file, **flags)
+    result = render_from_config(config, config.out, since=since.date() if since else None)
     click.echo(f"report: {result.index_html}")
 
 
@@ -334,9 +371,7 @@ def demo(folder: Path) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-@TRACKING_URI_OPTION
-@db_option(None, "Overrides [warehouse] path (default runs.duckdb).")
-@out_option(None, "Overrides [report] out (default reports); reports go into OUT/YYYY-MM-DD.")
+@settings("tracking_uri", "db", "out")
 @click.option(
     "--full",
     is_flag=True,
@@ -349,17 +384,13 @@ def demo(folder: Path) -> None:
     is_flag=True,
     envvar="RUNREPORT_NO_EMAIL",
     show_envvar=True,
-    help="Render the report but send nothing.",
+    help="Render the report but send no mail at all: neither the report nor the "
+    "[mail] on_failure notice.",
 )
-def run(
-    config_file: Path | None,
-    tracking_uri: str | None,
-    db: Path | None,
-    out: Path | None,
-    full: bool,
-    no_email: bool,
-) -> None:
+def run(config_file: Path | None, full: bool, no_email: bool, **flags: Any) -> None:
     """The cron entry point: extract (incremental), report, optionally email.
+
+    Reports go into OUT/YYYY-MM-DD, with OUT/latest pointing at the newest.
 
     \b
     Exit codes: 0 ok, 1 the job failed, 2 bad configuration, 75 another run holds the lock.
@@ -367,54 +398,30 @@ def run(
     Example:
       runreport run --config /etc/runreport.toml
     """
-    from etl.config import load_config
     from etl.job import run_job
 
-    config = load_config(config_file)
-    config.tracking_uri = tracking_uri or config.tracking_uri
-    config.db = db or config.db
-    config.out = out or config.out
+    config = config_from_flags(config_file, **flags)
     folder = run_job(config, force_full=full, send_email=not no_email)
     click.echo(f"report: {folder / 'index.html'}")
 
 
 @cli.command()
-@DB_OPTION
-@out_option("reports", "Folder the report is rendered into before it is sent.")
-@click.option(
-    "--to",
-    "to_addrs",
-    multiple=True,
-    metavar="ADDR",
-    help="Recipient; repeat for more. Default: RUNREPORT_MAIL_TO (comma-separated).",
+@CONFIG_OPTION
+@settings("db", "out")
+@setting_option("mlflow_ui_url", "--ui-url")
+@setting_option("mail_to", "--to", metavar="ADDR")
+@setting_option("mail_from", "--from", metavar="ADDR")
+@settings("smtp_host", "smtp_port", "smtp_user")
+@setting_option(
+    "smtp_security",
+    "--starttls",
+    flag_value="starttls",
+    help="Upgrade to TLS "
+    "with STARTTLS. [env var: RUNREPORT_SMTP_SECURITY=none|starttls|ssl; config: mail.security]",
 )
-@click.option("--from", "from_addr", metavar="ADDR", help="Sender. Env: RUNREPORT_MAIL_FROM.")
-@click.option("--smtp-host", help="SMTP server. Env: RUNREPORT_SMTP_HOST. Default: localhost.")
-@click.option(
-    "--smtp-port",
-    type=click.IntRange(1, 65535),
-    help="Env: RUNREPORT_SMTP_PORT. Default: 25; 587 with --starttls; 465 with --ssl.",
-)
-@click.option(
-    "--smtp-user",
-    help="Env: RUNREPORT_SMTP_USER. The password comes only from RUNREPORT_SMTP_PASSWORD.",
-)
-@click.option("--starttls", "security", flag_value="starttls", help="Upgrade to TLS with STARTTLS.")
-@click.option("--ssl", "security", flag_value="ssl", help="TLS from the first byte (port 465).")
-@click.option(
-    "--subject",
-    metavar="TEMPLATE",
-    help="Subject with {fields} of report.json (date, new_runs, failed, running, zombies, "
-    "runs, experiments, window_days, ...). Env: RUNREPORT_MAIL_SUBJECT. "
-    "Default: 'MLflow runs {date}: {new_runs} new, {failed} failed'.",
-)
-@click.option(
-    "--attach-csv",
-    is_flag=True,
-    envvar="RUNREPORT_ATTACH_CSV",
-    show_envvar=True,
-    help="Attach one CSV file per view.",
-)
+@setting_option("smtp_security", "--ssl", flag_value="ssl", help="TLS from the first byte.")
+@setting_option("mail_subject", "--subject", metavar="TEMPLATE")
+@settings("attach_csv")
 @click.option(
     "--dry-run",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -423,19 +430,7 @@ def run(
     show_envvar=True,
     help="Write the message to FILE.eml (opens in a mail client) instead of sending it.",
 )
-def email(
-    db: Path,
-    out: Path,
-    to_addrs: tuple[str, ...],
-    from_addr: str | None,
-    smtp_host: str | None,
-    smtp_port: int | None,
-    smtp_user: str | None,
-    security: str | None,
-    subject: str | None,
-    attach_csv: bool,
-    dry_run: Path | None,
-) -> None:
+def email(config_file: Path | None, dry_run: Path | None, **flags: Any) -> None:
     """Render the report and send it: text, HTML with inline charts, CSVs on request.
 
     \b
@@ -445,20 +440,13 @@ def email(
         --smtp-host smtp.example.com --starttls --smtp-user reports
     """
     from etl.mail import MailSettings, email_report, required_recipients
-    from etl.report.render import render_report
+    from etl.report.render import render_from_config
 
-    settings = MailSettings.from_env(
-        to_addrs=to_addrs,
-        from_addr=from_addr,
-        host=smtp_host,
-        port=smtp_port,
-        user=smtp_user,
-        security=security,
-        subject_template=subject,
-    )
-    required_recipients(settings)  # a missing --to fails before the render
-    render_report(db, out)
-    click.echo(email_report(out, settings, attach_csv, dry_run))
+    config = config_from_flags(config_file, **flags)
+    mail = MailSettings.from_config(config)
+    required_recipients(mail)  # a missing --to fails before the render
+    render_from_config(config, config.out)
+    click.echo(email_report(config.out, mail, config.attach_csv, dry_run))
 
 
 def _extract_mode(given: str) -> str:

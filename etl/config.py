@@ -1,13 +1,29 @@
-"""The TOML configuration of `runreport run` (see runreport.example.toml).
+"""Every setting of runreport, declared once, and the one merge that resolves them.
 
-Every key is checked: an unknown key or a wrong type is a one-line ConfigError naming it.
-Precedence: command-line flags, then environment variables, then this file, then defaults.
+Each field of `Config` below is one setting: its key in the TOML file
+(runreport.example.toml), its environment variable, its command-line flag, its default
+and its help, all in the `setting(...)` call that declares it. Adding a setting is one
+such line (and the code that uses it): the file reader, the environment reader and the
+click options of every command are built from these declarations.
+
+Precedence, the same for every command: defaults < the file (`--config`,
+RUNREPORT_CONFIG) < environment variables < command-line flags. Relative paths in the
+file are relative to the file's folder; elsewhere, to the working directory.
+Every value is checked: an unknown key, a wrong type or a value out of range is a
+one-line ConfigError (exit 2) naming where it came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formataddr, getaddresses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,161 +35,503 @@ else:  # pragma: no cover
 
 from etl.errors import ConfigError
 
-# section -> key -> (accepted types, description used in messages)
-SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
-    "tracking": {"uri": ((str,), "a tracking URI")},
-    "warehouse": {
-        "path": ((str,), "a file path"),
-        "full_refresh_days": ((int,), "a whole number of days"),
-        "overlap_minutes": ((int,), "a whole number of minutes"),
-        "metric_history": ((bool,), "true or false"),
-        "workers": ((int,), "a whole number"),
-    },
-    "report": {
-        "out": ((str,), "a folder path"),
-        "days": ((int,), "a whole number of days"),
-        "timezone": ((str,), "an IANA time zone such as Europe/Berlin"),
-        "zombie_after_hours": ((int, float), "a number of hours"),
-        "retention_days": ((int,), "a whole number of days"),
-        "templates": ((str,), "a folder path"),
-    },
-    "metrics": {},  # metric key -> "higher" | "lower"
-    "mail": {
-        "to": ((list,), "a list of addresses"),
-        "from": ((str,), "an address"),
-        "smtp_host": ((str,), "a host name"),
-        "smtp_port": ((int,), "a port number"),
-        "smtp_user": ((str,), "a user name"),
-        "security": ((str,), '"none", "starttls" or "ssl"'),
-        "subject": ((str,), "a subject template"),
-        "attach_csv": ((bool,), "true or false"),
-        "on_failure": ((list,), "a list of addresses"),
-    },
-}
+# A check returns None when the value is fine, else what it must be ("≥ 1").
+Check = Callable[[Any], "str | None"]
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v is None or v >= low else f"at least {low:g}"
+
+
+def between(low: int, high: int) -> Check:
+    return lambda v: None if v is None or low <= v <= high else f"between {low} and {high}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v is None or v.lower() in choices else " or ".join(map(repr, choices))
+
+
+def finite_at_least(low: float) -> Check:
+    return lambda v: (
+        None if v is None or (math.isfinite(v) and v >= low) else f"a finite number ≥ {low:g}"
+    )
+
+
+def time_zone(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "an IANA time zone such as UTC or Europe/Berlin"
+    return None
+
+
+def http_url(url: str | None) -> str | None:
+    return None if url is None or url.startswith(("http://", "https://")) else "an http(s) URL"
+
+
+def one_line_addresses(addresses: list[str]) -> str | None:
+    bad = [a for a in addresses if "\r" in a or "\n" in a]
+    return "addresses without line breaks" if bad else None
+
+
+def addresses(text: str) -> list[str]:
+    """Mail addresses separated by commas; a comma inside a quoted name stays."""
+    return [formataddr((name, addr)) for name, addr in getaddresses([text]) if addr]
+
+
+def setting(
+    key: str,
+    default: Any = None,
+    *,
+    help: str,
+    env: str | None = None,
+    flag: str | None = None,
+    check: Check | None = None,
+    split: Callable[[str], list[str]] | None = None,
+) -> Any:
+    """Declare one setting (a dataclass field carrying its key, variable, flag and help).
+    `split` turns a list setting's variable into items (default: at commas)."""
+    meta = {"key": key, "env": env, "flag": flag, "help": help, "check": check, "split": split}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class Config:
-    tracking_uri: str | None = None
-    db: Path = Path("runs.duckdb")
-    full_refresh_days: int = 7
-    overlap_minutes: int = 60
-    metric_history: bool = False
-    workers: int | None = None
-    out: Path = Path("reports")
-    days: int = 7
-    timezone: str = "UTC"
-    zombie_after_hours: float = 24.0
-    retention_days: int = 30
-    templates: Path | None = None
-    metric_directions: dict[str, bool] = field(default_factory=dict)
-    mail_to: list[str] = field(default_factory=list)
-    mail_from: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int | None = None
-    smtp_user: str | None = None
-    smtp_security: str | None = None
-    mail_subject: str | None = None
-    attach_csv: bool = False
-    on_failure: list[str] = field(default_factory=list)
+    # [tracking]
+    tracking_uri: str | None = setting(
+        "tracking.uri",
+        env="MLFLOW_TRACKING_URI",
+        flag="--tracking-uri",
+        help="MLflow tracking URI: sqlite:///mlflow.db, http(s)://host:port, or an mlruns "
+        "folder. Default: MLflow's own (sqlite:///mlflow.db in the working directory).",
+    )
+    tracking_timeout: int = setting(
+        "tracking.timeout_seconds",
+        300,
+        env="RUNREPORT_TRACKING_TIMEOUT",
+        check=at_least(1),
+        help="The longest one request to a tracking server may take, retries included.",
+    )
+    # [warehouse]
+    db: Path = setting(
+        "warehouse.path",
+        Path("runs.duckdb"),
+        env="RUNREPORT_DB",
+        flag="--db",
+        help="The DuckDB warehouse file.",
+    )
+    full_refresh_days: int = setting(
+        "warehouse.full_refresh_days",
+        7,
+        env="RUNREPORT_FULL_REFRESH_DAYS",
+        check=at_least(1),
+        help="`run` does a full extract when the last full one is older than this.",
+    )
+    overlap_minutes: int = setting(
+        "warehouse.overlap_minutes",
+        60,
+        env="RUNREPORT_OVERLAP_MINUTES",
+        check=at_least(0),
+        help="Incremental extracts re-read runs from this long before the previous start.",
+    )
+    metric_history: bool = setting(
+        "warehouse.metric_history",
+        False,
+        env="RUNREPORT_METRIC_HISTORY",
+        flag="--metric-history",
+        help="Also fill metric_history with every logged point.",
+    )
+    workers: int = setting(
+        "warehouse.workers",
+        1,
+        env="RUNREPORT_WORKERS",
+        flag="--workers",
+        check=between(1, 32),
+        help="Processes reading experiments in parallel in a full extract; each holds its "
+        "own MLflow (about 170 MB).",
+    )
+    via: str = setting(
+        "warehouse.via",
+        "search_runs",
+        env="RUNREPORT_VIA",
+        flag="--via",
+        check=one_of("search_runs", "sql"),
+        help="How the extract reads the store: search_runs (MLflow's API, any store: the "
+        "reference) or sql (a SQLite/PostgreSQL store's tables directly, read-only, faster).",
+    )
+    page_size: int = setting(
+        "warehouse.page_size",
+        1_000,
+        env="RUNREPORT_PAGE_SIZE",
+        flag="--page-size",
+        check=between(1, 50_000),
+        help="Runs per search_runs request; larger pages are faster and use more memory.",
+    )
+    # [report]
+    out: Path = setting(
+        "report.out",
+        Path("reports"),
+        env="RUNREPORT_OUT",
+        flag="--out",
+        help="Folder of the reports.",
+    )
+    days: int = setting(
+        "report.days",
+        7,
+        env="RUNREPORT_DAYS",
+        flag="--days",
+        check=between(1, 3660),
+        help="Length of the report's 'what happened' window, in days.",
+    )
+    timezone: str = setting(
+        "report.timezone",
+        "UTC",
+        env="RUNREPORT_TIMEZONE",
+        check=time_zone,
+        help="Time zone of start dates and of the report's day.",
+    )
+    zombie_after_hours: float = setting(
+        "report.zombie_after_hours",
+        24.0,
+        env="RUNREPORT_ZOMBIE_AFTER_HOURS",
+        check=finite_at_least(0),
+        help="A run RUNNING this many hours after it started is a zombie.",
+    )
+    retention_days: int = setting(
+        "report.retention_days",
+        30,
+        env="RUNREPORT_RETENTION_DAYS",
+        check=at_least(1),
+        help="Dated report folders older than this are removed by `run`.",
+    )
+    templates: Path | None = setting(
+        "report.templates",
+        env="RUNREPORT_TEMPLATES",
+        flag="--templates",
+        help="A folder with your own copies of the templates (trusted: they can run code).",
+    )
+    mlflow_ui_url: str | None = setting(
+        "report.mlflow_ui_url",
+        env="RUNREPORT_UI_URL",
+        flag="--ui-url",
+        check=http_url,
+        help="The MLflow UI that runs and experiments link to. Default: the tracking URI "
+        "when it is http(s).",
+    )
+    public_url: str | None = setting(
+        "report.public_url",
+        env="RUNREPORT_PUBLIC_URL",
+        check=http_url,
+        help="Where the report folder is served; the email links there.",
+    )
+    zombie_ignore: list[str] = setting(
+        "report.zombie_ignore",
+        [],
+        env="RUNREPORT_ZOMBIE_IGNORE",
+        help="Experiments (names or globs) whose RUNNING runs are never zombies.",
+    )
+    # [metrics]: metric key -> "higher" | "lower"
+    metric_directions: dict[str, bool] = setting(
+        "metrics",
+        {},
+        help="Which direction is better, per metric key or *suffix.",
+    )
+    # [metrics.primary]: experiment name or glob -> metric key
+    primary_metrics: dict[str, str] = setting(
+        "metrics.primary",
+        {},
+        help="The metric each experiment's leaderboard ranks by.",
+    )
+    # [export]
+    export_parquet: Path | None = setting(
+        "export.parquet",
+        env="RUNREPORT_EXPORT_PARQUET",
+        help="`run` exports the warehouse as Parquet into this folder after each extract.",
+    )
+    # [mail]
+    mail_to: list[str] = setting(
+        "mail.to",
+        [],
+        env="RUNREPORT_MAIL_TO",
+        flag="--to",
+        check=one_line_addresses,
+        split=addresses,
+        help="Recipients (comma-separated in the variable; repeat the flag).",
+    )
+    mail_from: str | None = setting(
+        "mail.from", env="RUNREPORT_MAIL_FROM", flag="--from", help="Sender address."
+    )
+    smtp_host: str | None = setting(
+        "mail.smtp_host",
+        env="RUNREPORT_SMTP_HOST",
+        flag="--smtp-host",
+        help="SMTP server. Default: localhost.",
+    )
+    smtp_port: int | None = setting(
+        "mail.smtp_port",
+        env="RUNREPORT_SMTP_PORT",
+        flag="--smtp-port",
+        check=between(1, 65535),
+        help="Default: 25; 587 with starttls; 465 with ssl.",
+    )
+    smtp_user: str | None = setting(
+        "mail.smtp_user",
+        env="RUNREPORT_SMTP_USER",
+        flag="--smtp-user",
+        help="SMTP user. The password comes only from RUNREPORT_SMTP_PASSWORD.",
+    )
+    smtp_security: str | None = setting(
+        "mail.security",
+        env="RUNREPORT_SMTP_SECURITY",
+        check=one_of("none", "starttls", "ssl"),
+        help="none, starttls or ssl.",
+    )
+    smtp_cafile: Path | None = setting(
+        "mail.smtp_cafile",
+        env="RUNREPORT_SMTP_CAFILE",
+        help="CA bundle for a private SMTP server certificate.",
+    )
+    smtp_retries: int = setting(
+        "mail.smtp_retries",
+        3,
+        env="RUNREPORT_SMTP_RETRIES",
+        check=between(0, 20),
+        help="Retries after a refused connection or a 4xx reply.",
+    )
+    smtp_backoff: float = setting(
+        "mail.smtp_backoff",
+        2.0,
+        env="RUNREPORT_SMTP_BACKOFF",
+        check=finite_at_least(0),
+        help="Seconds before the first retry (doubling).",
+    )
+    smtp_timeout: float = setting(
+        "mail.smtp_timeout",
+        30.0,
+        env="RUNREPORT_SMTP_TIMEOUT",
+        check=finite_at_least(0.1),
+        help="Seconds to wait for the SMTP server.",
+    )
+    mail_subject: str | None = setting(
+        "mail.subject",
+        env="RUNREPORT_MAIL_SUBJECT",
+        flag="--subject",
+        help="Subject with {fields} of report.json.",
+    )
+    attach_csv: bool = setting(
+        "mail.attach_csv",
+        False,
+        env="RUNREPORT_ATTACH_CSV",
+        flag="--attach-csv",
+        help="Attach one CSV file per view.",
+    )
+    on_failure: list[str] = setting(
+        "mail.on_failure",
+        [],
+        env="RUNREPORT_MAIL_ON_FAILURE",
+        check=one_line_addresses,
+        split=addresses,
+        help="Who gets a short notice when the job fails.",
+    )
+    # Not a setting: the names of the settings given by a file, the environment or a flag
+    # (the rest are defaults), so a command can keep what the warehouse holds.
+    given: set[str] = field(default_factory=set, repr=False, compare=False)
 
 
-def load_config(path: Path | None) -> Config:
-    """Read and check the file; no file means every default."""
+SETTINGS: dict[str, dataclasses.Field[Any]] = {
+    f.name: f for f in dataclasses.fields(Config) if "key" in f.metadata
+}
+_TYPES: dict[str, Any] = typing.get_type_hints(Config)
+SECTIONS = sorted({f.metadata["key"].split(".")[0] for f in SETTINGS.values()})
+BY_KEY = {f.metadata["key"]: f for f in SETTINGS.values()}
+
+
+def value_type(name: str) -> Any:
+    """The setting's type without Optional: str, int, float, bool, Path, list or dict."""
+    hint = _TYPES[name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def resolve(
+    config_file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The one merge: defaults < file < environment < flags (flags given as None or an
+    empty tuple are not given)."""
     config = Config()
-    if path is None:
-        return config
+    layers = [
+        read_file(config_file) if config_file is not None else {},
+        read_environment(os.environ if environ is None else environ),
+        read_flags(flags or {}),
+    ]
+    for values in layers:
+        for name, value in values.items():
+            setattr(config, name, value)
+            config.given.add(name)
+    return config
+
+
+def read_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings among these command-line values, checked; None or () is not given."""
+    values = {}
+    for name, value in flags.items():
+        if name not in SETTINGS or value is None or value == ():
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        values[name] = _typed(name, value, SETTINGS[name].metadata["flag"] or name)
+    return values
+
+
+def read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found", "Check --config") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text", "Save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}", "Fix the file") from None
-    _check(data, path)
-    _apply(config, data, path.parent)
-    return config
-
-
-def _check(data: dict[str, Any], path: Path) -> None:
-    for section, values in data.items():
-        if section not in SCHEMA:
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in SECTIONS:
             raise ConfigError(
                 f"{path}: unknown section [{section}]",
-                f"Use one of: {', '.join('[' + s + ']' for s in SCHEMA)}",
+                f"Use one of: {', '.join('[' + s + ']' for s in SECTIONS)}",
             )
-        if not isinstance(values, dict):
+        if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table", "See runreport.example.toml")
-        for key, value in values.items():
-            name = f"{section}.{key}"
-            if section == "metrics":
-                if value not in ("higher", "lower"):
-                    raise ConfigError(
-                        f'{path}: {name} must be "higher" or "lower", not {value!r}',
-                        "Say which direction is better for this metric",
-                    )
-                continue
-            if key not in SCHEMA[section]:
+        if section == "metrics":  # key -> direction, and the sub-table [metrics.primary]
+            primary = table.get("primary")
+            if isinstance(primary, dict):
+                values["primary_metrics"] = _primary_metrics(primary, f"{path}: metrics.primary")
+            directions = {k: v for k, v in table.items() if not isinstance(v, dict)}
+            values["metric_directions"] = _metric_directions(directions, f"{path}: metrics")
+            continue
+        for key, raw in table.items():
+            full = f"{section}.{key}"
+            if full not in BY_KEY:
+                known = [k.split(".", 1)[1] for k in BY_KEY if k.startswith(section + ".")]
                 raise ConfigError(
-                    f"{path}: unknown key {name}",
-                    f"Keys of [{section}]: {', '.join(SCHEMA[section])}",
+                    f"{path}: unknown key {full}", f"Keys of [{section}]: {', '.join(known)}"
                 )
-            types, wanted = SCHEMA[section][key]
-            wrong_bool = isinstance(value, bool) and bool not in types
-            wrong_items = isinstance(value, list) and not all(isinstance(v, str) for v in value)
-            if wrong_bool or wrong_items or not isinstance(value, types):
-                raise ConfigError(
-                    f"{path}: {name} must be {wanted}, not {value!r}", "Fix the value"
-                )
-    timezone = data.get("report", {}).get("timezone")
-    if timezone is not None:
-        check_timezone(timezone)
-    security = data.get("mail", {}).get("security")
-    if security is not None and security not in ("none", "starttls", "ssl"):
-        raise ConfigError(
-            f'{path}: mail.security must be "none", "starttls" or "ssl", not {security!r}',
-            "Fix the value",
-        )
+            name = BY_KEY[full].name
+            value = _typed(name, raw, f"{path}: {full}")
+            if isinstance(value, Path) and not value.is_absolute():
+                value = path.parent / value
+            if name == "tracking_uri":
+                value = _anchored_sqlite(value, path.parent)
+            values[name] = value
+    return values
 
 
-def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown time zone {name!r}", "Use an IANA name such as UTC or Europe/Berlin"
-        ) from None
-    return name
+def _anchored_sqlite(uri: str, folder: Path) -> str:
+    """sqlite:///relative.db in a file means relative to the file, as paths are."""
+    prefix = "sqlite:///"
+    rest = uri[len(prefix) :]
+    if not uri.startswith(prefix) or not rest or rest.startswith("/") or rest == ":memory:":
+        return uri
+    return prefix + str((folder / rest).resolve())
 
 
-def _apply(config: Config, data: dict[str, Any], base: Path) -> None:
-    def path(value: str) -> Path:
-        candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else base / candidate
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, spec in SETTINGS.items():
+        variable = spec.metadata["env"]
+        text = environ.get(variable, "") if variable else ""
+        if text.strip():
+            values[name] = _from_text(name, text.strip(), variable)
+    return values
 
-    tracking, warehouse = data.get("tracking", {}), data.get("warehouse", {})
-    report, mail = data.get("report", {}), data.get("mail", {})
-    config.tracking_uri = tracking.get("uri", config.tracking_uri)
-    if "path" in warehouse:
-        config.db = path(warehouse["path"])
-    config.full_refresh_days = warehouse.get("full_refresh_days", config.full_refresh_days)
-    config.overlap_minutes = warehouse.get("overlap_minutes", config.overlap_minutes)
-    config.metric_history = warehouse.get("metric_history", config.metric_history)
-    config.workers = warehouse.get("workers", config.workers)
-    if "out" in report:
-        config.out = path(report["out"])
-    if "templates" in report:
-        config.templates = path(report["templates"])
-    config.days = report.get("days", config.days)
-    config.timezone = report.get("timezone", config.timezone)
-    config.zombie_after_hours = float(report.get("zombie_after_hours", config.zombie_after_hours))
-    config.retention_days = report.get("retention_days", config.retention_days)
-    config.metric_directions = {k: v == "higher" for k, v in data.get("metrics", {}).items()}
-    config.mail_to = list(mail.get("to", []))
-    config.mail_from = mail.get("from")
-    config.smtp_host = mail.get("smtp_host")
-    config.smtp_port = mail.get("smtp_port")
-    config.smtp_user = mail.get("smtp_user")
-    config.smtp_security = mail.get("security")
-    config.mail_subject = mail.get("subject")
-    config.attach_csv = mail.get("attach_csv", False)
-    config.on_failure = list(mail.get("on_failure", []))
+
+def _from_text(name: str, text: str, where: str) -> Any:
+    kind = value_type(name)
+    if kind is list:
+        if "\r" in text or "\n" in text:  # in an address list it could add a recipient
+            raise ConfigError(
+                f"{where} holds a line break", "Separate the values with commas on one line"
+            )
+        split = SETTINGS[name].metadata["split"]
+        items = split(text) if split else [part.strip() for part in text.split(",")]
+        return _typed(name, [item for item in items if item], where)
+    if kind is bool:
+        lowered = text.lower()
+        if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"{where}={text!r} is not true or false", "Use 1/0 or true/false")
+        return _typed(name, lowered in ("1", "true", "yes", "on"), where)
+    if kind in (int, float):
+        try:
+            number = kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}={text!r} is not a number", "Fix or unset it") from None
+        return _typed(name, number, where)
+    return _typed(name, text, where)
+
+
+def _typed(name: str, value: Any, where: str) -> Any:
+    """The value checked against the setting's type and range."""
+    kind = value_type(name)
+    spec = SETTINGS[name]
+    wanted = {
+        str: "text",
+        Path: "a path (text)",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        list: "a list of text values",
+    }[kind]
+    ok = (
+        (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is bool and isinstance(value, bool))
+        or (kind in (str, Path) and isinstance(value, str))
+        or (kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
+    )
+    if not ok:
+        raise ConfigError(f"{where} must be {wanted}, not {value!r}", "Fix the value")
+    if kind is int and abs(value) > 2**53:
+        raise ConfigError(f"{where} is too large: {value}", "Fix the value")
+    if kind is float:
+        value = float(value)
+    if kind is Path:
+        value = Path(value).expanduser()
+    problem = spec.metadata["check"](value) if spec.metadata["check"] else None
+    if problem:
+        raise ConfigError(f"{where} must be {problem}, not {value!r}", "Fix the value")
+    return value
+
+
+def _primary_metrics(table: dict[str, Any], where: str) -> dict[str, str]:
+    for pattern, key in table.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(
+                f"{where}.{pattern} must be a metric key, not {key!r}",
+                'Map an experiment name or glob to a metric key, e.g. "CIFAR*" = "test_accuracy"',
+            )
+    return dict(table)
+
+
+def _metric_directions(table: dict[str, Any], where: str) -> dict[str, bool]:
+    directions = {}
+    for key, value in table.items():
+        if value not in ("higher", "lower"):
+            raise ConfigError(
+                f'{where}.{key} must be "higher" or "lower", not {value!r}',
+                "Say which direction is better for this metric",
+            )
+        directions[key] = value == "higher"
+    return directions
+
+
+def load_config(path: Path | None) -> Config:
+    """The file alone over the defaults (no environment, no flags): what a file says."""
+    return resolve(path, environ={})

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
+from etl.config import resolve
 from etl.errors import ConfigError, JobFailed
 from etl.mail import (
     DEFAULT_SUBJECT,
@@ -218,9 +219,9 @@ def test_starttls_with_login(report_dir: Path, tmp_path: Path) -> None:
         "RUNREPORT_MAIL_TO": "ops@example.com, Ann Lee <ann@example.org>",
     }
     with smtp_server(free_port(), starttls=tls, login=("reporter", "s3cret pass")) as server:
-        settings = MailSettings.from_env(
-            port=server.port, security="starttls", environ=environ, backoff_seconds=0.01
-        )
+        environ |= {"RUNREPORT_SMTP_PORT": str(server.port), "RUNREPORT_SMTP_BACKOFF": "0.01"}
+        environ["RUNREPORT_SMTP_SECURITY"] = "starttls"
+        settings = mail_settings(environ)
         email_report(report_dir, settings)
     assert server.log.logins == [("reporter", True)]
     [mail] = server.received
@@ -371,6 +372,16 @@ def test_dry_run_writes_an_eml_file_and_sends_nothing(report_dir: Path, tmp_path
 # --- settings ----------------------------------------------------------------------------
 
 
+def mail_settings(
+    environ: dict[str, str], config_file: Path | None = None, **flags: object
+) -> MailSettings:
+    """MailSettings through the one merge of etl.config, as every command builds them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        return MailSettings.from_config(resolve(config_file, flags, environ=environ))
+
+
 def test_settings_from_env_and_defaults() -> None:
     environ = {
         "RUNREPORT_MAIL_TO": 'a@example.com,b@example.com , "Doe, Jane" <jane@example.com>',
@@ -383,7 +394,7 @@ def test_settings_from_env_and_defaults() -> None:
         "RUNREPORT_SMTP_BACKOFF": "0.5",
         "RUNREPORT_SMTP_TIMEOUT": "12",
     }
-    settings = MailSettings.from_env(environ=environ)
+    settings = mail_settings(environ)
     assert (settings.retries, settings.backoff_seconds, settings.timeout) == (5, 0.5, 12.0)
     assert settings.to_addrs == (
         "a@example.com",
@@ -398,17 +409,17 @@ def test_settings_from_env_and_defaults() -> None:
     assert settings.password == "hunter2"
     assert "hunter2" not in repr(settings)
     # given arguments win over the environment
-    given = MailSettings.from_env(to_addrs=["x@example.com"], host="relay", environ=environ)
+    given = mail_settings(environ, mail_to=("x@example.com",), smtp_host="relay")
     assert (given.to_addrs, given.host) == (("x@example.com",), "relay")
 
-    bare = MailSettings.from_env(environ={})
+    bare = mail_settings({})
     assert (bare.host, bare.port, bare.security) == ("localhost", 25, "none")
     assert bare.subject_template == DEFAULT_SUBJECT
     assert bare.from_addr.startswith("runreport@")
-    assert MailSettings.from_env(security="ssl", environ={}).port == 465
-    assert MailSettings.from_env(security="starttls", environ={}).port == 587
-    with pytest.raises(ConfigError, match="RUNREPORT_SMTP_PORT is not a number: 'smtp'"):
-        MailSettings.from_env(environ={"RUNREPORT_SMTP_PORT": "smtp"})
+    assert mail_settings({}, smtp_security="ssl").port == 465
+    assert mail_settings({}, smtp_security="starttls").port == 587
+    with pytest.raises(ConfigError, match="RUNREPORT_SMTP_PORT='smtp' is not a number"):
+        mail_settings({"RUNREPORT_SMTP_PORT": "smtp"})
 
 
 @pytest.mark.parametrize(
@@ -506,8 +517,6 @@ def test_html_part_renders_tables_and_images_in_chromium(
 
 
 def test_settings_from_a_run_config_file(tmp_path: Path) -> None:
-    from etl.config import load_config
-
     config_file = tmp_path / "runreport.toml"
     config_file.write_text(
         "[mail]\n"
@@ -521,14 +530,14 @@ def test_settings_from_a_run_config_file(tmp_path: Path) -> None:
     )
     # precedence: flags, then environment, then the file
     environ = {"RUNREPORT_SMTP_PASSWORD": "pw", "RUNREPORT_SMTP_HOST": "relay.example.net"}
-    settings = MailSettings.from_config(load_config(config_file), environ=environ)
+    settings = mail_settings(environ, config_file)
     assert settings.to_addrs == ("ops@example.com", "ann@example.org")
     assert settings.from_addr == "Reports <reports@example.com>"
     assert (settings.host, settings.port, settings.security) == ("relay.example.net", 465, "ssl")
-    from_file = MailSettings.from_config(
-        load_config(config_file), environ={"RUNREPORT_SMTP_PASSWORD": "pw"}
-    )
+    from_file = mail_settings({"RUNREPORT_SMTP_PASSWORD": "pw"}, config_file)
     assert from_file.host == "smtp.example.com"
+    flagged = mail_settings(environ, config_file, smtp_host="flag.example.net")
+    assert flagged.host == "flag.example.net"
     assert (settings.user, settings.password) == ("reporter", "pw")
     assert settings.subject_template == "{date}: {runs} runs"
 
