@@ -1,13 +1,10 @@
 -- Run names used by more than one active run of the same experiment.
 with
 
-active_runs as (
+named_runs as (
     select experiment_id, experiment_name, run_name, start_time
-    from run_overview
-    where
-        lifecycle_stage = 'active'
-        and experiment_lifecycle_stage = 'active'
-        and run_name is not null
+    from active_runs
+    where run_name is not null
 ),
 
 final as (
@@ -18,7 +15,7 @@ final as (
         count(*) as runs,
         min(start_time) as first_start,
         max(start_time) as last_start
-    from active_runs
+    from named_runs
     group by experiment_id, run_name
     having count(*) > 1
 )

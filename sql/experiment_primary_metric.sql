@@ -1,6 +1,8 @@
--- The metric each experiment is judged by: the mlflow.experiment.primaryMetric.* tags
--- where set (source 'tag'), else the metric key its active runs log most often among
--- the keys metric_directions knows (source 'rule'; ties go to the first key by name).
+-- The metric each experiment is judged by, from the first of: the team's choice in
+-- primary_metric_choices ([metrics.primary] of the config; source 'config'; an exact name
+-- wins over a glob, then the first listed), the mlflow.experiment.primaryMetric.* tags
+-- (source 'tag'), else the metric key its active runs log most often among the keys
+-- metric_directions knows (source 'rule'; ties go to the first key by name).
 with
 
 experiment_tag_values as (
@@ -16,10 +18,31 @@ experiment_tag_values as (
     group by experiment_id
 ),
 
+config_matches as (
+    select
+        experiments.experiment_id,
+        primary_metric_choices.metric_key,
+        row_number() over (
+            partition by experiments.experiment_id
+            order by primary_metric_choices.is_exact desc, primary_metric_choices.position
+        ) as preference
+    from experiments
+    inner join primary_metric_choices
+        on experiments.name like primary_metric_choices.name_like escape '\'
+),
+
+config_choice as (
+    select experiment_id, metric_key
+    from config_matches
+    where preference = 1
+),
+
 candidate_keys as (
     select distinct key as metric_key from metrics
     union
     select tagged_key as metric_key from experiment_tag_values where tagged_key is not null
+    union
+    select metric_key from config_choice
 ),
 
 -- a direction entry is an exact key or a '*suffix' pattern, both matched without regard
@@ -75,29 +98,45 @@ rule_choice as (
     inner join rule_direction on rule_direction.metric_key = logged_keys.metric_key
 ),
 
-final as (
+chosen as (
     select
         experiments.experiment_id,
         experiments.name as experiment_name,
-        coalesce(experiment_tag_values.tagged_key, rule_choice.metric_key) as metric_key,
+        coalesce(
+            config_choice.metric_key, experiment_tag_values.tagged_key, rule_choice.metric_key
+        ) as metric_key,
         case
-            when experiment_tag_values.tagged_key is null then rule_choice.greater_is_better
-            when experiment_tag_values.tagged_direction = 'true' then true
-            when experiment_tag_values.tagged_direction = 'false' then false
-            else tagged_key_direction.greater_is_better
-        end as greater_is_better,
-        case
-            when experiment_tag_values.tagged_key is not null then 'tag' else 'rule'
-        end as source
+            when config_choice.metric_key is not null then 'config'
+            when experiment_tag_values.tagged_key is not null then 'tag'
+            else 'rule'
+        end as source,
+        experiment_tag_values.tagged_direction,
+        rule_choice.greater_is_better as rule_greater_is_better
     from experiments
+    left join config_choice on config_choice.experiment_id = experiments.experiment_id
     left join experiment_tag_values
         on experiment_tag_values.experiment_id = experiments.experiment_id
-    left join rule_direction as tagged_key_direction
-        on tagged_key_direction.metric_key = experiment_tag_values.tagged_key
     left join rule_choice
         on rule_choice.experiment_id = experiments.experiment_id
         and rule_choice.preference = 1
-    where coalesce(experiment_tag_values.tagged_key, rule_choice.metric_key) is not null
+),
+
+final as (
+    select
+        chosen.experiment_id,
+        chosen.experiment_name,
+        chosen.metric_key,
+        case
+            when chosen.source = 'rule' then chosen.rule_greater_is_better
+            when chosen.source = 'tag' and chosen.tagged_direction = 'true' then true
+            when chosen.source = 'tag' and chosen.tagged_direction = 'false' then false
+            else key_direction.greater_is_better
+        end as greater_is_better,
+        chosen.source
+    from chosen
+    left join rule_direction as key_direction
+        on key_direction.metric_key = chosen.metric_key
+    where chosen.metric_key is not null
 )
 
 select * from final

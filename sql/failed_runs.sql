@@ -1,12 +1,6 @@
 -- Active runs that ended FAILED or KILLED, newest first.
 with
 
-active_runs as (
-    select *
-    from run_overview
-    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
-),
-
 final as (
     select
         run_id,
@@ -17,7 +11,8 @@ final as (
         start_time,
         end_time,
         duration_seconds,
-        estimator_name
+        estimator_name,
+        experiment_id
     from active_runs
     where status in ('FAILED', 'KILLED')
 )

@@ -1,5 +1,7 @@
--- The best active run of each active experiment on its primary metric: finite values
--- only (NaN and ±inf never win); ties go to the earliest start, then the smallest run_id.
+-- The best active run of each active experiment on its primary metric (source: where the
+-- metric came from, see experiment_primary_metric): finite values only (NaN and ±inf
+-- never win). tied_runs: how many runs share the best value; of those the earliest
+-- started wins, then the smallest run_id.
 with
 
 primary_metric as (
@@ -14,28 +16,25 @@ candidates as (
         primary_metric.experiment_name,
         primary_metric.metric_key,
         primary_metric.greater_is_better,
-        run_overview.run_id,
-        run_overview.run_name,
-        metrics.value,
-        run_overview.estimator_name,
-        run_overview.start_time
+        primary_metric.source,
+        active_runs.run_id,
+        active_runs.run_name,
+        metric_values.value,
+        active_runs.estimator_name,
+        active_runs.start_time
     from primary_metric
-    inner join run_overview on run_overview.experiment_id = primary_metric.experiment_id
-    inner join metrics
-        on metrics.run_id = run_overview.run_id
-        and metrics.key = primary_metric.metric_key
-    where
-        run_overview.lifecycle_stage = 'active'
-        and run_overview.experiment_lifecycle_stage = 'active'
-        and isfinite(metrics.value)
-        -- MLflow's SQL stores save ±inf as ±1.7976931348623157e308, the largest double
-        and abs(metrics.value) < 1.7976931348623157e308
+    inner join active_runs on active_runs.experiment_id = primary_metric.experiment_id
+    inner join metric_values
+        on metric_values.run_id = active_runs.run_id
+        and metric_values.key = primary_metric.metric_key
+    where metric_values.is_finite
 ),
 
 ranked as (
     select
         *,
         count(*) over (partition by experiment_id) as runs_compared,
+        count(*) over (partition by experiment_id, value) as tied_runs,
         row_number() over (
             partition by experiment_id
             order by
@@ -57,7 +56,9 @@ final as (
         value,
         estimator_name,
         start_time,
-        runs_compared
+        runs_compared,
+        source,
+        tied_runs
     from ranked
     where rank = 1
 )

@@ -3,12 +3,6 @@
 -- primary metric (finite values only; ties go to the earliest start, then run_id).
 with
 
-active_runs as (
-    select *
-    from run_overview
-    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
-),
-
 children as (
     select
         parent.run_id as parent_run_id,
@@ -35,13 +29,13 @@ scored_children as (
         children.parent_run_id,
         children.run_id,
         children.run_name,
-        metrics.value,
+        metric_values.value,
         row_number() over (
             partition by children.parent_run_id
             order by
                 case
-                    when experiment_primary_metric.greater_is_better then -metrics.value
-                    else metrics.value
+                    when experiment_primary_metric.greater_is_better then -metric_values.value
+                    else metric_values.value
                 end,
                 children.start_time,
                 children.run_id
@@ -50,12 +44,10 @@ scored_children as (
     inner join experiment_primary_metric
         on experiment_primary_metric.experiment_id = children.parent_experiment_id
         and experiment_primary_metric.greater_is_better is not null
-    inner join metrics
-        on metrics.run_id = children.run_id
-        and metrics.key = experiment_primary_metric.metric_key
-    where isfinite(metrics.value)
-        -- MLflow's SQL stores save ±inf as ±1.7976931348623157e308, the largest double
-        and abs(metrics.value) < 1.7976931348623157e308
+    inner join metric_values
+        on metric_values.run_id = children.run_id
+        and metric_values.key = experiment_primary_metric.metric_key
+    where metric_values.is_finite
 ),
 
 final as (

@@ -2,12 +2,6 @@
 -- experiment has none and the run logged mse).
 with
 
-active_runs as (
-    select *
-    from run_overview
-    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
-),
-
 shown_metric as (
     select
         active_runs.run_id,
@@ -32,7 +26,8 @@ final as (
         active_runs.source_type,
         active_runs.user_id,
         active_runs.estimator_name,
-        active_runs.root_run_id
+        active_runs.root_run_id,
+        active_runs.experiment_id
     from active_runs
     inner join shown_metric on shown_metric.run_id = active_runs.run_id
     left join metrics

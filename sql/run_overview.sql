@@ -102,7 +102,7 @@ final as (
         runs.start_time,
         runs.end_time,
         cast(runs.start_time at time zone settings.timezone as date) as start_date,
-        cast(epoch_ms(runs.end_time) - epoch_ms(runs.start_time) as double) / 1000
+        cast(date_diff('millisecond', runs.start_time, runs.end_time) as double) / 1000
             as duration_seconds,
         runs.lifecycle_stage,
         run_tags.parent_run_id,

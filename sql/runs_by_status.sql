@@ -1,12 +1,6 @@
 -- Active runs per status.
 with
 
-active_runs as (
-    select status
-    from run_overview
-    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
-),
-
 final as (
     select
         status,

@@ -2,13 +2,10 @@
 -- df.groupby("start_date")["run_id"].count() plus a column per status.
 with
 
-active_runs as (
+dated_runs as (
     select start_date, status
-    from run_overview
-    where
-        lifecycle_stage = 'active'
-        and experiment_lifecycle_stage = 'active'
-        and start_date is not null
+    from active_runs
+    where start_date is not null
 ),
 
 final as (
@@ -20,7 +17,7 @@ final as (
         count(*) filter (where status = 'KILLED') as killed,
         count(*) filter (where status = 'RUNNING') as running,
         count(*) filter (where status = 'SCHEDULED') as scheduled
-    from active_runs
+    from dated_runs
     group by start_date
 )
 

@@ -3,15 +3,6 @@
 -- out, as pandas drops missing group keys.
 with
 
-active_runs as (
-    select estimator_name, status, start_time
-    from run_overview
-    where
-        lifecycle_stage = 'active'
-        and experiment_lifecycle_stage = 'active'
-        and estimator_name is not null
-),
-
 final as (
     select
         estimator_name,
@@ -21,6 +12,7 @@ final as (
         min(start_time) as first_start,
         max(start_time) as last_start
     from active_runs
+    where estimator_name is not null
     group by estimator_name
 )
 

@@ -1,12 +1,6 @@
 -- Active runs per MLflow user.
 with
 
-active_runs as (
-    select user_id, status, start_time
-    from run_overview
-    where lifecycle_stage = 'active' and experiment_lifecycle_stage = 'active'
-),
-
 final as (
     select
         user_id,

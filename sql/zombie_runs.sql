@@ -1,31 +1,19 @@
--- Active runs still RUNNING longer than runreport_settings.zombie_after_hours after they
--- started: most were killed without MLflow hearing of it. Oldest first.
+-- Runs still RUNNING long after they started (see stuck_runs) that are no nested parent
+-- left open, outside the experiments zombie_ignore names: most were killed without
+-- MLflow hearing of it. Oldest first.
 with
 
-settings as (
-    select zombie_after_hours from runreport_settings
-),
-
-running_runs as (
+final as (
     select
         run_id,
         experiment_name,
         run_name,
         user_id,
         start_time,
-        (epoch(now()) - epoch(start_time)) / 3600 as hours_running
-    from run_overview
-    where
-        lifecycle_stage = 'active'
-        and experiment_lifecycle_stage = 'active'
-        and status = 'RUNNING'
-),
-
-final as (
-    select running_runs.*
-    from running_runs
-    cross join settings
-    where running_runs.hours_running > settings.zombie_after_hours
+        hours_running,
+        experiment_id
+    from stuck_runs
+    where kind = 'zombie' and not is_ignored
 )
 
 select * from final

@@ -22,6 +22,7 @@ from etl.errors import ConfigError
 from etl.report.csv_export import cell, safe_text
 from etl.report.format import metric
 from etl.report.render import ReportResult, render_report
+from etl.values import to_json, to_text
 from etl.warehouse.settings import ViewSettings
 from etl.warehouse.views import create_views
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
@@ -90,11 +91,15 @@ class TreeBuilder(HTMLParser):
         self.stack[-1].children.append(data)
 
 
-def parse(path: Path) -> Node:
+def parse_html(html: str) -> Node:
     builder = TreeBuilder()
-    builder.feed(path.read_text(encoding="utf-8"))
+    builder.feed(html)
     builder.close()
     return builder.root
+
+
+def parse(path: Path) -> Node:
+    return parse_html(path.read_text(encoding="utf-8"))
 
 
 def table_rows(doc: Node, ident: str) -> list[list[Node]]:
@@ -288,7 +293,8 @@ def test_headline_figures_match_the_warehouse(team: Rendered) -> None:
         assert figure(doc, name) == f"{value:,}", name
     saved = json.loads((team.out / "report.json").read_text())
     assert {k: saved[k] for k in expected} == expected
-    assert saved == team.result.figures
+    assert {k: saved[k] for k in team.result.figures} == team.result.figures
+    assert (saved["since"], saved["changes"]) == (None, None)  # the first report here
     assert saved["date"] == team.now.date().isoformat()
     assert saved["window_days"] == 7
     assert team.window_start() == (team.now - timedelta(days=7)).replace(microsecond=0)
@@ -454,7 +460,7 @@ def test_long_values_are_cut_in_html_and_whole_in_csv(team: Rendered) -> None:
 
 
 def test_nan_and_infinite_metrics_read_as_words(rich: Rendered) -> None:
-    summary = {r[0].text(): r[5].text() for r in table_rows(rich.doc(), "metric_summary")}
+    summary = {r[0].text(): r[6].text() for r in table_rows(rich.doc(), "metric_summary")}
     assert summary == {"loss": "0.2", "mse": "3.5", "nan": "NaN", "ninf": "−∞", "pinf": "∞"}
 
 
@@ -470,7 +476,7 @@ def test_one_csv_per_view_with_every_row(team: Rendered) -> None:
     assert sorted(p.name for p in team.out.glob("*.csv")) == sorted(
         p.name for p in team.result.csv_files
     )
-    assert len(team.result.csv_files) == 11
+    assert len(team.result.csv_files) == 19
     for path in team.result.csv_files:
         view = path.stem
         columns = [name for name, *_ in team.query(f"describe {view}")]
@@ -490,7 +496,7 @@ def test_csv_cells_are_never_formulas_and_numbers_stay_numbers(team: Rendered) -
     assert script["run_name"] == SCRIPT_NAME
     assert script["metric_value"] == "-1.5"
     assert float(script["metric_value"]) == -1.5
-    assert rows[team.facts.run_ids["long"]]["metric_value"] in ("inf", "1.7976931348623157e+308")
+    assert rows[team.facts.run_ids["long"]]["metric_value"] == "Infinity"
     assert rows[team.facts.run_ids["child2"]]["metric_value"] == "NaN"
     assert rows[team.facts.run_ids["child2"]]["start_time"].endswith("+00:00")
 
@@ -517,11 +523,38 @@ def test_safe_text(value: str, written: str) -> None:
 def test_csv_cell_types() -> None:
     assert cell(-1.5) == "-1.5"
     assert cell(math.nan) == "NaN"
-    assert cell(-math.inf) == "-inf"
+    assert cell(-math.inf) == "-Infinity"  # one spelling with `runreport sql` (etl/values.py)
+    assert cell(1.7976931348623157e308) == "Infinity"  # MLflow's stand-in for +inf
     assert cell(3) == 3
     assert cell(None) == ""
     assert cell(True) == "true"
     assert cell(date(2026, 1, 2)) == "2026-01-02"
+
+
+@pytest.mark.parametrize(
+    ("value", "csv_text", "json_value", "html_text"),
+    [
+        (math.nan, "NaN", "NaN", "NaN"),
+        (math.inf, "Infinity", "Infinity", "∞"),
+        (-math.inf, "-Infinity", "-Infinity", "−∞"),
+        (1.7976931348623157e308, "Infinity", "Infinity", "∞"),  # MLflow's stand-in
+        (-1.7976931348623157e308, "-Infinity", "-Infinity", "−∞"),
+        (0.1 + 0.2, "0.30000000000000004", 0.30000000000000004, "0.3"),
+        (None, "", None, ""),
+        (True, "true", True, "true"),
+        (3, "3", 3, "3"),
+        (datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc), "2026-01-02T03:04:00+00:00",
+         "2026-01-02T03:04:00+00:00", "2026-01-02T03:04:00+00:00"),
+        ([1.5, math.nan], '[1.5, "NaN"]', [1.5, "NaN"], '[1.5, "NaN"]'),
+    ],
+)  # fmt: skip
+def test_one_rule_turns_values_into_text(
+    value: object, csv_text: str, json_value: object, html_text: str
+) -> None:
+    assert to_text(value, "csv") == csv_text
+    assert to_json(value) == json_value
+    assert to_text(value, "html") == html_text
+    json.dumps(to_json(value), allow_nan=False)  # always valid JSON
 
 
 # ---------------------------------------------------------------- email
@@ -586,8 +619,11 @@ def test_days_and_since_choose_the_window(team: Rendered, tmp_path: Path) -> Non
     assert expected_new == len(team.facts.run_ids) - 4 + old_in
     doc = parse(since.index_html)
     assert figure(doc, "new_runs") == str(expected_new)
-    assert len(table_rows(doc, "runs_per_day")) == 25  # a screenful of the 42 days
-    assert more_note(doc, "activity") == "and 17 more: see runs_per_day.csv"
+    # 42 days are more than a screenful: the table lists the days with runs, newest first
+    with_runs = team.query("select start_date from runs_per_day where start_date >= ?", [since_day])
+    shown = [r[0].text() for r in table_rows(doc, "runs_per_day")]
+    assert shown == [f"{day:%a %Y-%m-%d}" for (day,) in sorted(with_runs, reverse=True)]
+    assert more_note(doc, "activity") is None
 
 
 def test_times_show_the_settings_time_zone(team: Rendered, tmp_path: Path) -> None:
@@ -615,6 +651,13 @@ def test_empty_warehouse_renders_and_says_so(empty: Rendered) -> None:
     assert figure(doc, "experiments") == "1"  # MLflow's Default experiment
     banner = doc.find_id("no-runs")
     assert banner is not None and "no runs" in banner.text()
+    # every section with nothing to show is one line: a title and a sentence
+    collapsed = [n for n in doc.all("section") if "collapsed" in n.attrs.get("class", "").split()]
+    assert [n.attrs["id"] for n in collapsed] == [
+        "changes", "trends", "attention", "leaderboard", "learning-curves", "models", "datasets",
+        "searches", "estimators", "recent", "duplicates",
+    ]  # fmt: skip
+    assert all(len(n.all("p")) == 1 and not n.all("table") for n in collapsed)
     assert empty.result.chart_pngs == []
     assert "There are no runs in the warehouse yet" in empty.result.summary_txt.read_text()
     assert "There are no runs in the warehouse yet" in parse(empty.result.email_html).text()
@@ -726,6 +769,7 @@ def test_warehouse_without_views_asks_for_an_extract(tmp_path: Path) -> None:
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
     con.execute("create table runs (run_id varchar)")
+    con.execute("create table extract_log (extract_id integer)")
     con.close()
     with pytest.raises(ConfigError, match="lacks the report views") as caught:
         render_report(db, tmp_path / "out")

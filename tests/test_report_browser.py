@@ -1,19 +1,29 @@
 """The report in a real headless Chromium: it opens from disk with no network and no
 console errors, its charts load, hostile run names run nothing, and email.html reads at
-600 px wide. Without Chromium these tests fail under CI=true and skip elsewhere."""
+600 and 375 px wide (a phone) with no horizontal scrolling. The report is the second of
+two around a change (a new best run and a failure), with links to an MLflow UI, so the
+changes section is on the page. Without Chromium these tests fail under CI=true and skip
+elsewhere."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
 from etl.report.render import ReportResult, render_report
+from tests.conftest import log_run, run_cli
 from tests.test_report import SCRIPT_NAME, build_team_store, extract
+
+UI = "https://mlflow.example.com"
+# copies for the lead to look at (the tests' own copies are under their tmp dirs)
+SHOWCASE = {375: Path("/tmp/report-375.png"), 1280: Path("/tmp/report-index.png")}
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +43,16 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
     facts = build_team_store(folder / "store", int(now.timestamp() * 1000))
     db = folder / "runs.duckdb"
     extract(facts.uri, db)
-    return render_report(db, folder / "report", now=now)
+    render_report(db, folder / "report", now=now, ui_url=UI)
+    client = MlflowClient(facts.uri)
+    search = facts.experiment_ids["search"]
+    log_run(
+        client, search, "a-much-longer-run-name-without-any-spaces-at-all", metrics={"r2": 0.97}
+    )
+    log_run(client, facts.experiment_ids["hostile"], "crashed-overnight", status="FAILED")
+    result = run_cli("extract", "--incremental", "--tracking-uri", facts.uri, "--db", str(db))
+    assert result.exit_code == 0, result.output
+    return render_report(db, folder / "report", ui_url=UI)
 
 
 @pytest.fixture(scope="module")
@@ -104,22 +123,27 @@ def test_index_opens_from_disk_with_charts_and_no_errors(
             "#runs_per_estimator td.num", "td => getComputedStyle(td).textAlign"
         )
         assert align == "right"
+        assert page.inner_text("#new_best").count("a-much-longer-run-name") == 1
         shot = tmp_path / "index.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.read_bytes().startswith(b"\x89PNG")
+        shutil.copy(shot, SHOWCASE[1280])
     finally:
         page.context.close()
 
 
-def test_email_reads_at_600_px(report: ReportResult, browser: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [600, 375])
+def test_email_reads_without_horizontal_scrolling(
+    report: ReportResult, browser: Any, tmp_path: Path, width: int
+) -> None:
     # a mail client resolves cid: to the attached PNG; a browser reads the file beside it
     html = report.email_html.read_text(encoding="utf-8")
     cids = re.findall(r'src="cid:([^"]+)"', html)
     assert cids == ["runs_per_day.png", "runs_per_estimator.png"]
-    preview = report.out / "email-preview.html"
+    preview = report.out / f"email-preview-{width}.html"
     preview.write_text(html.replace('src="cid:', 'src="'), encoding="utf-8")
     try:
-        page, log = open_page(browser, preview, 600)
+        page, log = open_page(browser, preview, width)
         try:
             assert log.console_errors == [] and log.page_errors == [] and log.blocked == []
             assert log.dialogs == []
@@ -127,14 +151,23 @@ def test_email_reads_at_600_px(report: ReportResult, browser: Any, tmp_path: Pat
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0
+            # nothing sticks out of the page either (a cell wider than its table)
+            widest = page.evaluate(
+                "Math.max(...[...document.querySelectorAll('body *')]"
+                ".map(e => e.getBoundingClientRect().right))"
+            )
+            assert widest <= width
             images = image_sizes(page)
             assert len(images) == 2
             for image in images:
                 assert image["complete"] and image["w"] > 0, image
-                assert 400 < image["shown"] <= 600, image
-            shot = tmp_path / "email.png"
+                assert width * 0.7 < image["shown"] <= width, image
+            assert "What changed" in page.inner_text("#changes")
+            shot = tmp_path / f"email-{width}.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.read_bytes().startswith(b"\x89PNG")
+            if width in SHOWCASE:
+                shutil.copy(shot, SHOWCASE[width])
         finally:
             page.context.close()
     finally:

@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from etl.errors import ConfigError, JobFailed
-from etl.warehouse.settings import ViewSettings
+from etl.warehouse.settings import ViewSettings, apply_settings, glob_to_like
 from etl.warehouse.views import create_views, view_files
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
 
@@ -26,14 +26,92 @@ MISSING_PARENT = "f" * 32
 MISSING_DATABRICKS_PARENT = "e" * 32
 
 # The contract (helpers/VIEWS_CONTRACT.md): every view and its columns, in order.
+RUN_OVERVIEW_COLUMNS = [
+    "run_id", "experiment_id", "experiment_name", "run_name", "status", "user_id",
+    "start_time", "end_time", "start_date", "duration_seconds", "lifecycle_stage",
+    "parent_run_id", "root_run_id", "depth", "child_count", "is_nested_parent",
+    "is_nested_child", "estimator_name", "estimator_class", "experiment_lifecycle_stage",
+    "source_type",
+]  # fmt: skip
 CONTRACT_COLUMNS = {
-    "run_overview": [
-        "run_id", "experiment_id", "experiment_name", "run_name", "status", "user_id",
-        "start_time", "end_time", "start_date", "duration_seconds", "lifecycle_stage",
-        "parent_run_id", "root_run_id", "depth", "child_count", "is_nested_parent",
-        "is_nested_child", "estimator_name", "estimator_class", "experiment_lifecycle_stage",
-        "source_type",
+    "metric_curves": [
+        "run_id",
+        "experiment_id",
+        "key",
+        "greater_is_better",
+        "points",
+        "finite_points",
+        "first_step",
+        "last_step",
+        "best_value",
+        "best_step",
+        "last_value",
+        "still_improving",
     ],
+    "runs_per_dataset": [
+        "dataset_name",
+        "dataset_digest",
+        "source_type",
+        "runs",
+        "experiments",
+        "contexts",
+        "first_used",
+        "last_used",
+    ],
+    "model_versions_registered": [
+        "name",
+        "version",
+        "registered_at",
+        "status",
+        "current_stage",
+        "aliases",
+        "run_id",
+        "run_name",
+        "experiment_name",
+        "model_id",
+        "logged_model_name",
+        "source",
+        "experiment_id",
+    ],
+    "alias_moves": ["observed_at", "name", "alias", "previous_version", "version", "change"],
+    "best_logged_model": [
+        "experiment_id",
+        "experiment_name",
+        "metric_key",
+        "greater_is_better",
+        "model_id",
+        "model_name",
+        "value",
+        "dataset_name",
+        "source_run_id",
+        "creation_time",
+        "models_compared",
+        "tied_models",
+    ],
+    "traces_per_day": [
+        "request_date",
+        "experiment_id",
+        "experiment_name",
+        "traces",
+        "errors",
+        "error_rate",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "total_tokens",
+    ],
+    "assessment_pass_rates": [
+        "experiment_id",
+        "experiment_name",
+        "assessment_name",
+        "assessments",
+        "judged",
+        "passed",
+        "pass_rate",
+        "source_types",
+    ],
+    "run_overview": RUN_OVERVIEW_COLUMNS,
+    "active_runs": RUN_OVERVIEW_COLUMNS,
+    "metric_values": ["run_id", "key", "value", "step", "timestamp", "is_finite"],
     "runs_per_day": [
         "start_date", "runs", "finished", "failed", "killed", "running", "scheduled",
     ],
@@ -43,17 +121,30 @@ CONTRACT_COLUMNS = {
     "runs_by_status": ["status", "runs"],
     "failed_runs": [
         "run_id", "experiment_name", "run_name", "status", "user_id", "start_time",
-        "end_time", "duration_seconds", "estimator_name",
+        "end_time", "duration_seconds", "estimator_name", "experiment_id",
     ],
     "zombie_runs": [
         "run_id", "experiment_name", "run_name", "user_id", "start_time", "hours_running",
+        "experiment_id",
+    ],
+    "stuck_runs": [
+        "run_id", "experiment_id", "experiment_name", "run_name", "user_id", "start_time",
+        "hours_running", "child_count", "last_child_end", "kind", "is_ignored",
+    ],
+    "parents_left_open": [
+        "run_id", "experiment_name", "run_name", "user_id", "start_time", "hours_running",
+        "child_count", "last_child_end", "experiment_id",
     ],
     "experiment_primary_metric": [
         "experiment_id", "experiment_name", "metric_key", "greater_is_better", "source",
     ],
     "leaderboard": [
         "experiment_id", "experiment_name", "metric_key", "greater_is_better", "run_id",
-        "run_name", "value", "estimator_name", "start_time", "runs_compared",
+        "run_name", "value", "estimator_name", "start_time", "runs_compared", "source",
+        "tied_runs",
+    ],
+    "unranked_experiments": [
+        "experiment_id", "experiment_name", "runs", "metric_key", "source", "reason",
     ],
     "nested_searches": [
         "parent_run_id", "parent_run_name", "experiment_id", "experiment_name", "start_time",
@@ -65,12 +156,13 @@ CONTRACT_COLUMNS = {
     ],
     "runs_per_user": ["user_id", "runs", "finished", "failed", "first_start", "last_start"],
     "metric_summary": [
-        "metric_key", "runs", "min_value", "max_value", "mean_value", "latest_value",
-        "latest_run_id",
+        "experiment_id", "experiment_name", "metric_key", "runs", "min_value", "max_value",
+        "mean_value", "latest_value", "latest_run_id",
     ],
     "recent_runs": [
         "run_id", "experiment_name", "run_name", "status", "start_time", "metric_key",
         "metric_value", "source_type", "user_id", "estimator_name", "root_run_id",
+        "experiment_id",
     ],
 }  # fmt: skip
 WIDE_BASE_COLUMNS = [
@@ -297,7 +389,7 @@ def test_views_are_views_in_the_warehouse_and_settings_are_tables(
 ) -> None:
     user_views = "select view_name from duckdb_views() where not internal"
     views = {name for (name,) in rows(con, user_views)}
-    assert views == {*CONTRACT_COLUMNS, "runs_wide"}
+    assert views == {*CONTRACT_COLUMNS, "runs_wide", "runs_wide_all"}
     assert rows(con, "select * from runreport_settings") == [("UTC", 24.0)]
     directions = dict(rows(con, "select metric_key, greater_is_better from metric_directions"))
     assert directions["rmse"] is False
@@ -480,10 +572,12 @@ def test_failed_runs_newest_first(con: duckdb.DuckDBPyConnection, store: StoreFa
         (
             store.run_ids["diverged"], "regression", "diverged", "KILLED", "bob",
             at("2024-03-02T10:00"), at("2024-03-02T10:01"), 60.0, "Lasso",
+            store.experiment_ids["regression"],
         ),
         (
             store.run_ids["lasso_2"], "regression", "lasso", "FAILED", "bob",
             at("2024-03-02T09:00"), at("2024-03-02T09:01"), 60.0, "Lasso",
+            store.experiment_ids["regression"],
         ),
     ]  # fmt: skip
 
@@ -526,21 +620,21 @@ def test_leaderboard(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
     assert rows(con, "select * from leaderboard") == [
         (
             exp["classification"], "classification", "accuracy", True, ids["grandchild"],
-            "grid-grandchild", 0.95, "SVC", at("2024-03-05T08:04"), 6,
+            "grid-grandchild", 0.95, "SVC", at("2024-03-05T08:04"), 6, "tag", 1,
         ),
         (
             exp["half_tagged"], "half_tagged", "my_score", True, ids["half"], "half", 0.4,
-            None, at("2024-03-02T14:00"), 1,
+            None, at("2024-03-02T14:00"), 1, "tag", 1,
         ),
         # -inf (stored by MLflow as -1.8e308) and the deleted run's 0.1 do not count;
-        # the 1.5 tie goes to the earlier run
+        # the 1.5 tie (2 runs) goes to the earlier run
         (
             exp["regression"], "regression", "rmse", False, ids["lasso_1"], "lasso", 1.5,
-            "Lasso", at("2024-03-01T11:00"), 4,
+            "Lasso", at("2024-03-01T11:00"), 4, "tag", 2,
         ),
         (
             exp["rule_based"], "rule_based", "val_loss", False, ids["rule_b"], "rule-b", 0.2,
-            None, at("2024-03-02T12:00"), 3,
+            None, at("2024-03-02T12:00"), 3, "rule", 1,
         ),
     ]  # fmt: skip
 
@@ -609,7 +703,13 @@ def test_runs_per_user(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> Non
 
 
 def test_metric_summary(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
-    summary = {row[0]: row[1:] for row in rows(con, "select * from metric_summary")}
+    found = rows(con, "select * from metric_summary")
+    # one row per experiment and key; each key of this store lives in one experiment
+    assert [(row[1], row[2]) for row in found] == [
+        ("classification", "accuracy"), ("half_tagged", "my_score"), ("misc", "custom_thing"),
+        ("regression", "rmse"), ("rule_based", "r2"), ("rule_based", "val_loss"),
+    ]  # fmt: skip
+    summary = {row[2]: row[3:] for row in found}
     assert sorted(summary) == ["accuracy", "custom_thing", "my_score", "r2", "rmse", "val_loss"]
     # -inf, stored as -1.8e308, stays out of min and mean; the deleted run's 0.1 too
     assert summary["rmse"] == (5, 1.5, 3.0, 2.0, 3.0, store.run_ids["late"])
@@ -638,6 +738,7 @@ def test_recent_runs(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
         "user_id": "carol",
         "estimator_name": "SVC",
         "root_run_id": ids["grid"],
+        "experiment_id": store.experiment_ids["classification"],
     }
     assert (by_id[ids["rule_a"]]["metric_key"], by_id[ids["rule_a"]]["metric_value"]) == (
         "val_loss",
@@ -650,24 +751,30 @@ def test_recent_runs(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
     assert ids["deleted_best"] not in by_id and ids["ghost"] not in by_id
 
 
-def test_runs_wide_has_the_columns_search_runs_returns(
+def test_runs_wide_has_the_columns_and_rows_search_runs_returns(
     con: duckdb.DuckDBPyConnection, store: StoreFacts, article_df: pd.DataFrame
 ) -> None:
     columns = [row[0] for row in rows(con, "describe runs_wide")]
     assert columns[:7] == WIDE_BASE_COLUMNS
-    # DuckDB names ignore case: the later of two keys differing only by case gets #2
-    assert {"params.Depth", "params.depth#2"} <= set(columns)
-    assert set(article_df.columns) - {"start_date", "params.depth"} <= set(columns)
-    assert rows(con, "select count(*) from runs_wide") == [(len(store.run_ids),)]
+    assert columns == [row[0] for row in rows(con, "describe runs_wide_all")]
+    # DuckDB names ignore case: the lower-case key gets the plain name, the other #2
+    assert {"params.depth", "params.Depth#2"} <= set(columns)
+    assert set(article_df.columns) - {"start_date", "params.Depth"} <= set(columns)
+    # runs_wide: what search_runs(search_all_experiments=True) returns; runs_wide_all: all
+    assert rows(con, "select count(*) from runs_wide") == [(len(article_df),)]
+    assert sorted(r for (r,) in rows(con, "select run_id from runs_wide")) == sorted(
+        article_df["run_id"]
+    )
+    assert rows(con, "select count(*) from runs_wide_all") == [(len(store.run_ids),)]
     (mystery,) = records(
         con, "select * from runs_wide where run_id = ?", [store.run_ids["mystery"]]
     )
-    assert (mystery["params.Depth"], mystery["params.depth#2"]) == ("3", "4")
+    assert (mystery["params.depth"], mystery["params.Depth#2"]) == ("4", "3")
     assert mystery["metrics.custom_thing"] == 1.0
     assert mystery["tags.mlflow.runName"] == "mystery"
     deleted = records(
         con,
-        'select lifecycle_stage, "metrics.rmse" from runs_wide where run_id = ?',
+        'select lifecycle_stage, "metrics.rmse" from runs_wide_all where run_id = ?',
         [store.run_ids["deleted_best"]],
     )
     assert deleted == [{"lifecycle_stage": "deleted", "metrics.rmse": 0.1}]
@@ -702,7 +809,7 @@ def test_runs_wide_replaces_a_runs_wide_table_of_an_older_warehouse(
     create_views(writable_copy)
     kind = "select table_type from information_schema.tables where table_name = 'runs_wide'"
     assert rows(writable_copy, kind) == [("VIEW",)]
-    assert rows(writable_copy, "select count(*) from runs_wide") == [(27,)]
+    assert rows(writable_copy, "select count(*) from runs_wide_all") == [(27,)]
 
 
 def test_a_broken_view_file_is_named_even_when_other_views_read_it(
@@ -722,3 +829,53 @@ def test_metric_direction_overrides_ignore_case() -> None:
     directions = ViewSettings(metric_directions={"LOSS": True, "Val_F1": False}).directions()
     assert (directions["loss"], directions["val_f1"]) == (True, False)
     assert "LOSS" not in directions
+
+
+# --- settings applied at read time -------------------------------------------------
+
+
+def test_config_primary_metric_wins_over_tag_and_rule_on_a_read_only_connection(
+    con: duckdb.DuckDBPyConnection, store: StoreFacts
+) -> None:
+    exp, ids = store.experiment_ids, store.run_ids
+    apply_settings(
+        con,
+        ViewSettings(
+            primary_metrics={"rule_*": "r2", "regress?on": "rmse", "misc": "custom_thing"},
+        ),
+    )
+    chosen = {row[1]: row[2:] for row in rows(con, "select * from experiment_primary_metric")}
+    assert chosen["rule_based"] == ("r2", True, "config")  # over the rule's val_loss
+    assert chosen["regression"] == ("rmse", False, "config")
+    assert chosen["classification"] == ("accuracy", True, "tag")
+    assert chosen["misc"] == ("custom_thing", None, "config")  # no known direction
+    board = {row[0]: row for row in rows(con, "select * from leaderboard")}
+    assert board[exp["rule_based"]][4:7] == (ids["rule_a"], "rule-a", 0.5)
+    assert board[exp["rule_based"]][10:] == ("config", 1)
+    # experiments with runs but no leaderboard row, each with its reason
+    assert rows(
+        con, "select experiment_name, runs, metric_key, reason from unranked_experiments"
+    ) == [("Default", 1, None, "no_metric"), ("misc", 5, "custom_thing", "no_direction")]
+    # an exact name wins over a glob; the stored settings are untouched
+    apply_settings(con, ViewSettings(primary_metrics={"rule_*": "r2", "rule_based": "val_loss"}))
+    assert rows(
+        con, "select metric_key from experiment_primary_metric where experiment_name = 'rule_based'"
+    ) == [("val_loss",)]
+    con.execute("drop table temp.primary_metric_choices")
+    assert rows(con, "select count(*) from primary_metric_choices") == [(0,)]
+
+
+def test_zombie_ignore_globs_leave_experiments_out_of_zombie_runs(
+    con: duckdb.DuckDBPyConnection, store: StoreFacts
+) -> None:
+    apply_settings(con, ViewSettings(zombie_after_hours=0.5, zombie_ignore=["mi?c"]))
+    assert rows(con, "select run_name, kind, is_ignored from stuck_runs") == [
+        ("zombie", "zombie", True),
+        ("fresh", "zombie", True),
+    ]
+    assert rows(con, "select count(*) from zombie_runs") == [(0,)]
+
+
+def test_glob_to_like_escapes_like_wildcards() -> None:
+    assert glob_to_like("CIFAR*_v?") == "CIFAR%\\_v_"
+    assert glob_to_like("100%") == "100\\%"

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-# The badge colours of the HTML report, so a chart and its table agree.
+# The badge colours of the HTML report, so a chart and its table agree; one per status of
+# etl.report.data.STATUSES, in that order.
 STATUS_COLOURS = {
     "FINISHED": "#2f855a",
     "FAILED": "#c53030",
@@ -64,8 +65,15 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def runs_per_day_chart(days: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """Stacked bars of runs per day by status; None when the window holds no runs."""
+TICK_FORMATS = {"day": "%b %d", "week": "%b %d", "month": "%b %y"}
+MAX_TICKS = 8
+
+
+def runs_per_day_chart(
+    days: Sequence[dict[str, Any]], path: Path, period: str = "day"
+) -> Path | None:
+    """Stacked bars of runs per period (day, week or month) by status; None when the
+    window holds no runs. At most about ten labels, whatever the number of bars."""
     if not any(day["runs"] for day in days):
         return None
     with plt.rc_context(STYLE):
@@ -81,9 +89,10 @@ def runs_per_day_chart(days: Sequence[dict[str, Any]], path: Path) -> Path | Non
         other = [day["runs"] - b for day, b in zip(days, bottom, strict=True)]
         if any(other):
             ax.bar(positions, other, bottom=bottom, color=OTHER_COLOUR, width=0.7, label="other")
-        step = max(1, len(days) // 10)
+        step = -(-len(days) // MAX_TICKS)  # at most MAX_TICKS labels
         ax.set_xticks(positions[::step])
-        ax.set_xticklabels([f"{day['start_date']:%b %d}" for day in days][::step])
+        tick = TICK_FORMATS.get(period, "%b %d")
+        ax.set_xticklabels([f"{day['start_date']:{tick}}" for day in days][::step])
         ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
         ax.grid(axis="y", color=GRID, linewidth=0.8)
         ax.set_axisbelow(True)

@@ -4,20 +4,32 @@ and one `Section` per table, each cut to a screenful with the rest left to its C
 The window ("what happened"): with `since`, from midnight of that day in the report's
 time zone; otherwise the `days` days before `now` (a rolling window, so a daily report
 at 07:00 covers the 24 hours before it, not just the morning). Totals cover all history.
+
+Long windows read by a coarser period: up to `DAILY_UP_TO` days by day, up to
+`WEEKLY_UP_TO` days by week (weeks start on Monday), beyond that by calendar month. The
+period table lists every day while the days fit a screenful, otherwise (and for weeks
+and months) only the periods with runs; newest first either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import duckdb
 
+from etl.report.curves import LearningCurves, load_curves
+
+if TYPE_CHECKING:
+    from etl.report.entities import Entities
+
 # Every view the report reads; each is also written whole to <view>.csv.
 VIEWS_USED = (
     "runs_per_day",
+    "parents_left_open",
+    "unranked_experiments",
     "runs_by_status",
     "runs_per_estimator",
     "runs_per_user",
@@ -28,8 +40,19 @@ VIEWS_USED = (
     "duplicate_run_names",
     "recent_runs",
     "metric_summary",
+    # the Models, Datasets and GenAI sections (etl/report/entities.py)
+    "model_versions_registered",
+    "alias_moves",
+    "best_logged_model",
+    "runs_per_dataset",
+    "traces_per_day",
+    "assessment_pass_rates",
 )
 SCREENFUL = 25
+DUPLICATES_SHOWN = 20
+DAILY_UP_TO = 62
+WEEKLY_UP_TO = 182
+TREND_WINDOWS = 4  # earlier windows of the same length each experiment is compared with
 STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 
 Row = dict[str, Any]
@@ -81,7 +104,12 @@ class ReportData:
     figures: dict[str, Any]
     views: dict[str, ViewRows]
     sections: dict[str, Section] = field(default_factory=dict)
-    per_day: list[Row] = field(default_factory=list)  # every day of the window, oldest first
+    period: str = "day"  # "day", "week" or "month": what one row of per_day counts
+    per_day: list[Row] = field(default_factory=list)  # every period of the window, oldest first
+    trends: list[Row] = field(default_factory=list)
+    tracking_uri: str | None = None
+    curves: LearningCurves | None = None
+    entities: Entities | None = None
 
 
 def read_settings_timezone(con: duckdb.DuckDBPyConnection) -> str:
@@ -115,9 +143,25 @@ def load_report_data(
     views = {name: read_view(con, name) for name in VIEWS_USED}
     data = ReportData(zone, window, now, {}, views)
     data.figures = headline_figures(con, data)
-    data.per_day = days_of_window(views["runs_per_day"].rows, window)
+    data.period = period_of(window)
+    data.per_day = periods_of_window(views["runs_per_day"].rows, window, data.period)
     data.sections = sections(views, window, data.per_day)
+    data.trends = experiment_trends(con, window, now)
+    data.tracking_uri = last_tracking_uri(con)
+    data.curves = load_curves(con)
+    from etl.report.entities import load_entities  # it builds on this module
+
+    data.entities = load_entities(views, window)
+    data.figures.update(data.entities.figures())
     return data
+
+
+def last_tracking_uri(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The tracking URI of the newest extract (stored with credentials removed)."""
+    row = con.execute(
+        "select tracking_uri from extract_log order by started_at desc nulls last limit 1"
+    ).fetchone()
+    return row[0] if row else None
 
 
 def in_window(rows: list[Row], window: Window, column: str = "start_time") -> list[Row]:
@@ -142,19 +186,94 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
         "failed": len(failed),
         "running": by_status.get("RUNNING", 0),
         "zombies": len(views["zombie_runs"].rows),
+        "parents_left_open": len(views["parents_left_open"].rows),
     }
 
 
-def days_of_window(per_day: list[Row], window: Window) -> list[Row]:
-    """One row per day from the window's first day to the report day, zeros filled in."""
-    counted = {row["start_date"]: row for row in per_day}
-    rows = []
-    day = window.first_day
-    while day <= window.report_day:
-        empty = {"start_date": day, "runs": 0, **{s.lower(): 0 for s in STATUSES}}
-        rows.append(counted.get(day, empty))
-        day += timedelta(days=1)
-    return rows
+def period_of(window: Window) -> str:
+    if window.days <= DAILY_UP_TO:
+        return "day"
+    return "week" if window.days <= WEEKLY_UP_TO else "month"
+
+
+def period_start(day: date, period: str) -> date:
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day
+
+
+def next_period(start: date, period: str) -> date:
+    if period == "week":
+        return start + timedelta(days=7)
+    if period == "month":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def periods_of_window(per_day: list[Row], window: Window, period: str = "day") -> list[Row]:
+    """One row per period from the window's first day to the report day, zeros filled in;
+    `start_date` is the period's first day."""
+    counts = ("runs", *(s.lower() for s in STATUSES))
+    totals: dict[date, Row] = {}
+    start = period_start(window.first_day, period)
+    while start <= window.report_day:
+        totals[start] = {"start_date": start, "period": period, **{c: 0 for c in counts}}
+        start = next_period(start, period)
+    for row in per_day:
+        day = row["start_date"]
+        if window.first_day <= day <= window.report_day:
+            total = totals[period_start(day, period)]
+            for name in counts:
+                total[name] += row[name] or 0
+    return list(totals.values())
+
+
+def experiment_trends(con: duckdb.DuckDBPyConnection, window: Window, now: datetime) -> list[Row]:
+    """Per experiment with runs in the window or the `TREND_WINDOWS` before it (each as
+    long as the window): runs and failed runs in each, this window first. Most runs in
+    this window first."""
+    length_ms = max(int((now - window.start).total_seconds() * 1000), 1)
+    earliest = window.start - timedelta(milliseconds=length_ms * TREND_WINDOWS)
+    rows = con.execute(
+        """
+        select
+            experiment_id,
+            any_value(experiment_name) as experiment_name,
+            case
+                when start_time >= $start then 0
+                else cast(ceil(date_diff('millisecond', start_time, $start) / $length) as int)
+            end as back,
+            count(*) as runs,
+            count(*) filter (where status = 'FAILED') as failed
+        from active_runs
+        where start_time >= $earliest and start_time <= $now
+        group by all
+        """,
+        {"start": window.start, "length": length_ms, "earliest": earliest, "now": now},
+    ).fetchall()
+    trends: dict[str, Row] = {}
+    for experiment_id, name, back, runs, failed in rows:
+        trend = trends.setdefault(
+            experiment_id,
+            {
+                "experiment_id": experiment_id,
+                "experiment_name": name,
+                "runs": [0] * (TREND_WINDOWS + 1),
+                "failed": [0] * (TREND_WINDOWS + 1),
+            },
+        )
+        trend["runs"][back] += runs
+        trend["failed"][back] += failed
+    for trend in trends.values():
+        trend["failure_rate"] = [
+            failed / runs if runs else None
+            for runs, failed in zip(trend["runs"], trend["failed"], strict=True)
+        ]
+    return sorted(
+        trends.values(), key=lambda t: (-t["runs"][0], -sum(t["runs"]), t["experiment_name"])
+    )
 
 
 def cut(view: str, rows: list[Row], in_view: int, windowed: bool = False) -> Section:
@@ -166,12 +285,17 @@ def sections(views: dict[str, ViewRows], window: Window, per_day: list[Row]) -> 
         rows = views[name].rows
         return cut(name, rows, len(rows))
 
-    def windowed(name: str) -> Section:
-        return cut(name, in_window(views[name].rows, window), len(views[name].rows), True)
+    def windowed(name: str, column: str = "start_time", shown: int = SCREENFUL) -> Section:
+        rows = in_window(views[name].rows, window, column)
+        return Section(name, rows[:shown], len(rows), len(views[name].rows), True)
 
     newest_first = list(reversed(per_day))
+    if len(newest_first) > SCREENFUL or (per_day and per_day[0]["period"] != "day"):
+        newest_first = [row for row in newest_first if row["runs"]]
     return {
         "runs_per_day": cut("runs_per_day", newest_first, len(views["runs_per_day"].rows), True),
+        "parents_left_open": whole("parents_left_open"),
+        "unranked_experiments": whole("unranked_experiments"),
         "runs_by_status": whole("runs_by_status"),
         "runs_per_estimator": whole("runs_per_estimator"),
         "runs_per_user": whole("runs_per_user"),
@@ -179,7 +303,8 @@ def sections(views: dict[str, ViewRows], window: Window, per_day: list[Row]) -> 
         "nested_searches": windowed("nested_searches"),
         "failed_runs": windowed("failed_runs"),
         "zombie_runs": whole("zombie_runs"),
-        "duplicate_run_names": whole("duplicate_run_names"),
+        # names whose latest run started in the window: the ones still being made
+        "duplicate_run_names": windowed("duplicate_run_names", "last_start", DUPLICATES_SHOWN),
         "recent_runs": windowed("recent_runs"),
         "metric_summary": whole("metric_summary"),
     }

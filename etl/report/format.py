@@ -12,21 +12,16 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-# MLflow's SQL stores save +inf and -inf as the largest double.
-FLOAT_MAX = 1.7976931348623157e308
+from etl.report.data import STATUSES
+from etl.report.links import Links
+from etl.values import float_text
+
 CUT_AT = 80
 
 
 def metric(value: float | int | None) -> str:
     """A metric value: NaN, ∞ and −∞ spelled out, otherwise up to 6 significant digits."""
-    if value is None:
-        return ""
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value) or abs(value) >= FLOAT_MAX:
-        return "∞" if value > 0 else "−∞"
-    return f"{value:.6g}"
+    return "" if value is None else float_text(float(value), "html")
 
 
 def count(value: int | None) -> str:
@@ -101,12 +96,27 @@ def plain_cut(value: object, limit: int = 60) -> str:
 
 
 def status_class(status: str | None) -> str:
-    known = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
-    return f"badge-{status.lower()}" if status in known else "badge-other"
+    return f"badge-{status.lower()}" if status and status in STATUSES else "badge-other"
 
 
-def filters(clock: Clock) -> dict[str, object]:
+def signed(value: float | None) -> str:
+    """A change in a metric: +0.0123, −0.5 (6 significant digits)."""
+    if value is None:
+        return ""
+    text = metric(value)
+    return text.replace("-", "−") if text.startswith("-") else "+" + text
+
+
+def rate(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.0f} %"
+
+
+def filters(clock: Clock, links: Links) -> dict[str, object]:
     return {
+        "run_url": links.run,
+        "experiment_url": links.experiment,
+        "signed": signed,
+        "rate": rate,
         "metric": metric,
         "count": count,
         "duration": duration,

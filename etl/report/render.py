@@ -2,9 +2,14 @@
 
 The folder gets index.html (the full, self-contained report), email.html (CSS inlined,
 charts as cid: images), summary.txt (the email's text part), report.json (the headline
-figures), the chart PNGs and one CSV per view. It is rendered into a temporary folder
-beside `out` and swapped in only when complete, so a failed render leaves the previous
-report whole.
+figures, what changed since the previous report and what the next one compares with),
+the chart PNGs and one CSV per view. It is rendered into a temporary folder beside `out`
+and swapped in only when complete (in one atomic exchange where the system has one), so
+a failed or killed render leaves the previous report whole. Files and the folder follow
+the process umask, so a web server can serve the folder when the umask allows it.
+
+The warehouse is opened read-only; `settings` (from --config) are laid over the ones it
+holds for this render only (see etl/warehouse/settings.py).
 """
 
 from __future__ import annotations
@@ -19,20 +24,28 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import css_inline
 import duckdb
 
 from etl.errors import ConfigError, JobFailed
-from etl.report import charts
+from etl.report import charts, curves
+from etl.report.changes import REPORT_JSON, Changes, compare, previous_report, state_of
 from etl.report.csv_export import write_csv
 from etl.report.data import VIEWS_USED, ReportData, load_report_data
 from etl.report.format import Clock
+from etl.report.links import Links
 from etl.report.templates import Templates
-from etl.warehouse.build import TMP_MARK, connect
+from etl.values import to_json
+from etl.warehouse.build import TMP_MARK
+from etl.warehouse.connect import open_warehouse
+from etl.warehouse.folder_swap import OLD_MARK, put_back, swap_in
+from etl.warehouse.settings import ViewSettings, apply_settings
 
-OLD_MARK = ".runreport-old-"
+if TYPE_CHECKING:
+    from etl.config import Config
+
 LEFTOVER_AGE_S = 6 * 3600
 EMAIL_ROWS = 10
 
@@ -46,6 +59,7 @@ class ReportResult:
     csv_files: list[Path] = field(default_factory=list)
     chart_pngs: list[Path] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    changes: dict[str, Any] | None = None  # as report.json holds it; None: the first report
 
 
 @dataclass
@@ -63,38 +77,73 @@ def render_report(
     days: int = 7,
     templates: Path | None = None,
     now: datetime | None = None,
+    settings: ViewSettings | None = None,
+    ui_url: str | None = None,
+    public_url: str | None = None,
+    previous: Path | None = None,
 ) -> ReportResult:
-    """Render every report file into `out` (replaced whole) and return where they are."""
+    """Render every report file into `out` (replaced whole) and return where they are.
+
+    `settings`: the view settings to apply (None: those the warehouse holds). `ui_url`:
+    the MLflow UI runs link to (None: the tracking URI when it is http(s)). `public_url`:
+    where `out` is served, for the email's links. `previous`: the previous report (its
+    folder or report.json) to compare with; default `out/report.json` when present."""
     now = now or datetime.now(timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
     pages = Templates(templates)  # a broken template fails before any work
     check_out_folder(out)
-    data = read_warehouse(db, now, since, days)
+    remove_leftovers(out)  # first: it may put back a report a killed render left aside
+    data = read_warehouse(db, now, since, days, settings)
+    links = Links.resolve(ui_url, public_url, data.tracking_uri)
+    changes = compare(previous_report(previous or out / REPORT_JSON), data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}", dir=out.parent))
     try:
-        result = write_report(data, pages, work, out)
-        swap_in(work, out)
+        os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes it 0700
+        result = write_report(data, pages, work, out, links, changes)
+        swap_in(work, out, TMP_MARK)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return result
 
 
-def read_warehouse(db: Path, now: datetime, since: date | None, days: int) -> ReportData:
-    if not db.is_file():
-        raise ConfigError(
-            f"warehouse {db} not found",
-            f"Build it first: runreport extract --db {db}",
-        )
-    try:
-        con = connect(db, read_only=True)
-    except duckdb.Error as exc:
-        raise ConfigError(
-            f"cannot open the warehouse {db}: {exc}", f"Rebuild it: runreport extract --db {db}"
-        ) from None
+def render_from_config(
+    config: Config,
+    out: Path,
+    *,
+    since: date | None = None,
+    now: datetime | None = None,
+    public_url: str | None = None,
+    previous: Path | None = None,
+) -> ReportResult:
+    """render_report with what the configuration says (etl.config.resolve), as `report`,
+    `email` and `run` call it. The view settings apply only where the user gave some."""
+    return render_report(
+        config.db,
+        out,
+        since=since,
+        days=config.days,
+        templates=config.templates,
+        now=now,
+        settings=ViewSettings.given_in(config),
+        ui_url=config.mlflow_ui_url,
+        public_url=public_url or config.public_url,
+        previous=previous,
+    )
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_warehouse(
+    db: Path, now: datetime, since: date | None, days: int, settings: ViewSettings | None = None
+) -> ReportData:
+    con = open_warehouse(db, read_only=True)
     try:
         missing = missing_views(con)
         if missing:
@@ -103,6 +152,8 @@ def read_warehouse(db: Path, now: datetime, since: date | None, days: int) -> Re
                 f"Run runreport extract --db {db} to rebuild it with the views",
             )
         try:
+            if settings is not None:
+                apply_settings(con, settings)
             return load_report_data(con, now, since, days)
         except duckdb.Error as exc:
             raise JobFailed(
@@ -120,7 +171,9 @@ def missing_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [name for name in (*VIEWS_USED, "runreport_settings") if name not in present]
 
 
-def write_report(data: ReportData, pages: Templates, work: Path, out: Path) -> ReportResult:
+def write_report(
+    data: ReportData, pages: Templates, work: Path, out: Path, links: Links, changes: Changes
+) -> ReportResult:
     csv_files = [work / f"{name}.csv" for name in VIEWS_USED]
     for path in csv_files:
         view = data.views[path.stem]
@@ -133,20 +186,33 @@ def write_report(data: ReportData, pages: Templates, work: Path, out: Path) -> R
         "generated_at": data.generated_at,
         "s": data.sections,
         "per_day": data.per_day,
+        "period": data.period,
+        "trends": data.trends,
+        "changes": changes,
+        "links": links,
         "charts": {chart.file.removesuffix(".png"): chart for chart in chart_list},
-        "out": str(out.resolve()),
+        "curves": curves.drawn_curves(data.curves, work),
+        "entities": data.entities,
         "email_rows": EMAIL_ROWS,
     }
     clock = Clock(data.timezone)
-    index = pages.render("index.html.j2", context, clock)
+    index = pages.render("index.html.j2", context, clock, links)
     email = css_inline.inline(
-        pages.render("email.html.j2", context, clock), load_remote_stylesheets=False
+        pages.render("email.html.j2", context, clock, links), load_remote_stylesheets=False
     )
-    summary = pages.render("summary.txt.j2", context, clock)
+    summary = pages.render("summary.txt.j2", context, clock, links)
     (work / "index.html").write_text(index, encoding="utf-8")
     (work / "email.html").write_text(email, encoding="utf-8")
     (work / "summary.txt").write_text(summary, encoding="utf-8")
-    (work / "report.json").write_text(json.dumps(data.figures, indent=2) + "\n", encoding="utf-8")
+    saved = {
+        **data.figures,
+        "since": changes.since,
+        "changes": changes.as_json(),
+        "state": state_of(data),
+    }
+    (work / REPORT_JSON).write_text(
+        json.dumps(to_json(saved), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return ReportResult(
         out=out,
         index_html=out / "index.html",
@@ -155,6 +221,7 @@ def write_report(data: ReportData, pages: Templates, work: Path, out: Path) -> R
         csv_files=[out / path.name for path in csv_files],
         chart_pngs=[out / chart.file for chart in chart_list],
         figures=dict(data.figures),
+        changes=saved["changes"],
     )
 
 
@@ -163,7 +230,7 @@ def draw_charts(data: ReportData, work: Path) -> list[Chart]:
     drawn = [
         (
             "Runs per day",
-            charts.runs_per_day_chart(data.per_day, work / "runs_per_day.png"),
+            charts.runs_per_day_chart(data.per_day, work / "runs_per_day.png", data.period),
         ),
         (
             "Runs per estimator",
@@ -197,26 +264,12 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def swap_in(work: Path, out: Path) -> None:
-    """Rename the old report aside, the new one in, then delete the old one."""
-    old = None
-    if out.exists():
-        old = work.with_name(work.name.replace(TMP_MARK, OLD_MARK))
-        os.replace(out, old)
-    try:
-        os.replace(work, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def remove_leftovers(out: Path) -> None:
-    """Temporary folders of renders killed before they could clean up (hours old)."""
+    """Put back a previous report a killed render left aside, then remove temporary
+    folders of renders killed before they could clean up (hours old)."""
     if not out.parent.is_dir():
         return
+    put_back(out, f".{out.name}{OLD_MARK}*", REPORT_JSON)
     cutoff = time.time() - LEFTOVER_AGE_S
     for mark in (TMP_MARK, OLD_MARK):
         for leftover in out.parent.glob(f".{out.name}{mark}*"):

@@ -14,6 +14,7 @@ import jinja2
 
 from etl.errors import ConfigError
 from etl.report.format import Clock, filters
+from etl.report.links import Links
 from etl.resources import templates_dir
 
 PAGES = ("index.html.j2", "email.html.j2", "summary.txt.j2")
@@ -41,7 +42,7 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters.update(filters(Clock("UTC")))
+        self.env.filters.update(filters(Clock("UTC"), Links()))
         for page in PAGES:
             self._load(page)
 
@@ -51,8 +52,10 @@ class Templates:
         except jinja2.TemplateError as exc:
             raise self._error(exc, name) from None
 
-    def render(self, name: str, context: dict[str, Any], clock: Clock) -> str:
-        self.env.filters.update(filters(clock))
+    def render(
+        self, name: str, context: dict[str, Any], clock: Clock, links: Links | None = None
+    ) -> str:
+        self.env.filters.update(filters(clock, links or Links()))
         template = self._load(name)
         try:
             return template.render(**context)

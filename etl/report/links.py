@@ -1,0 +1,63 @@
+"""Where the report links to: the MLflow UI for runs and experiments, and the address the
+report folder is served at (`report.public_url`), so no page names a local path.
+
+The UI address: `--ui-url`, RUNREPORT_UI_URL or `report.mlflow_ui_url`; without one,
+the tracking URI of the newest extract when it is http(s) (the UI is served there), with
+any credentials, query and fragment removed; otherwise none, and names show unlinked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from etl.errors import ConfigError
+
+
+def check_url(url: str, what: str) -> str:
+    """An http(s) URL without a trailing slash, or a ConfigError naming `what`."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{what} must be an http(s) URL, not {url!r}",
+            f"Set {what} to e.g. https://mlflow.example.com",
+        )
+    return url.strip().rstrip("/")
+
+
+def ui_from_tracking_uri(uri: str | None) -> str | None:
+    """The MLflow UI of an http(s) tracking URI: no user, password, query or fragment."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True)
+class Links:
+    ui: str | None = None
+    public: str | None = None  # the URL of this report folder
+
+    @classmethod
+    def resolve(cls, ui_url: str | None, public_url: str | None, tracking_uri: str | None) -> Links:
+        ui = check_url(ui_url, "the MLflow UI URL") if ui_url else None
+        public = check_url(public_url, "report.public_url") if public_url else None
+        return cls(ui or ui_from_tracking_uri(tracking_uri), public)
+
+    def experiment(self, experiment_id: object) -> str:
+        if not self.ui or experiment_id is None:
+            return ""
+        return f"{self.ui}/#/experiments/{quote(str(experiment_id), safe='')}"
+
+    def run(self, run_id: object, experiment_id: object) -> str:
+        base = self.experiment(experiment_id)
+        if not base or not run_id:
+            return ""
+        return f"{base}/runs/{quote(str(run_id), safe='')}"
+
+    def report_file(self, name: str = "index.html") -> str:
+        return f"{self.public}/{name}" if self.public else ""
