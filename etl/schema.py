@@ -1,9 +1,16 @@
-"""The warehouse tables (a contract: see DESIGN.md). Times travel as epoch milliseconds
+"""The warehouse tables (a contract: see docs/contract.md). Times travel as epoch milliseconds
 from extract to load and are stored as UTC TIMESTAMPTZ."""
 
 from __future__ import annotations
 
 from typing import Any
+
+# The warehouse's layout version, stored in runreport_meta. Bump it when a table or column
+# changes: an incremental extract of a warehouse with another version does a full one.
+# 2: runreport_meta itself and extract_log.warnings.
+# 3: MLflow 3's datasets, run inputs/outputs, logged models, registry, traces.
+SCHEMA_VERSION = 3
+META_TABLE = "runreport_meta"
 
 # table -> [(column, duckdb type)]; "ms" marks an epoch-millisecond column stored as timestamptz.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -43,10 +50,104 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("step", "bigint"),
         ("timestamp", "ms"),
     ],
+    # MLflow 3, beyond the run row (etl.extract.entities)
+    "datasets": [
+        ("name", "varchar"),
+        ("digest", "varchar"),
+        ("source_type", "varchar"),
+        ("source", "varchar"),
+        ("schema", "varchar"),
+        ("profile", "varchar"),
+    ],
+    "run_inputs": [
+        ("run_id", "varchar"),
+        ("dataset_name", "varchar"),
+        ("dataset_digest", "varchar"),
+        ("context", "varchar"),
+    ],
+    "run_outputs": [("run_id", "varchar"), ("model_id", "varchar"), ("step", "bigint")],
+    "logged_models": [
+        ("model_id", "varchar"),
+        ("experiment_id", "varchar"),
+        ("name", "varchar"),
+        ("source_run_id", "varchar"),
+        ("status", "varchar"),
+        ("model_type", "varchar"),
+        ("creation_time", "ms"),
+        ("last_updated_time", "ms"),
+        ("artifact_location", "varchar"),
+    ],
+    "logged_model_params": [("model_id", "varchar"), ("key", "varchar"), ("value", "varchar")],
+    "logged_model_tags": [("model_id", "varchar"), ("key", "varchar"), ("value", "varchar")],
+    "logged_model_metrics": [
+        ("model_id", "varchar"),
+        ("key", "varchar"),
+        ("value", "double"),
+        ("step", "bigint"),
+        ("timestamp", "ms"),
+        ("run_id", "varchar"),
+        ("dataset_name", "varchar"),
+        ("dataset_digest", "varchar"),
+    ],
+    "registered_models": [
+        ("name", "varchar"),
+        ("description", "varchar"),
+        ("creation_time", "ms"),
+        ("last_updated_time", "ms"),
+    ],
+    "registered_model_tags": [("name", "varchar"), ("key", "varchar"), ("value", "varchar")],
+    "model_versions": [
+        ("name", "varchar"),
+        ("version", "varchar"),
+        ("source", "varchar"),
+        ("run_id", "varchar"),
+        ("model_id", "varchar"),
+        ("status", "varchar"),
+        ("current_stage", "varchar"),
+        ("description", "varchar"),
+        ("creation_time", "ms"),
+        ("last_updated_time", "ms"),
+    ],
+    "model_version_tags": [
+        ("name", "varchar"),
+        ("version", "varchar"),
+        ("key", "varchar"),
+        ("value", "varchar"),
+    ],
+    "model_aliases": [("name", "varchar"), ("alias", "varchar"), ("version", "varchar")],
+    "traces": [
+        ("trace_id", "varchar"),
+        ("experiment_id", "varchar"),
+        ("run_id", "varchar"),
+        ("request_time", "ms"),
+        ("execution_duration_ms", "bigint"),
+        ("state", "varchar"),
+        ("input_tokens", "bigint"),
+        ("output_tokens", "bigint"),
+        ("total_tokens", "bigint"),
+    ],
+    "trace_assessments": [
+        ("trace_id", "varchar"),
+        ("name", "varchar"),
+        ("source_type", "varchar"),
+        ("value", "varchar"),
+        ("create_time", "ms"),
+    ],
 }
 
 # Tables whose rows belong to a run: an incremental load replaces a run's rows in each.
-RUN_TABLES = ("runs", "params", "metrics", "tags", "metric_history")
+RUN_TABLES = ("runs", "params", "metrics", "tags", "metric_history", "run_inputs", "run_outputs")
+
+# One row each time an extract sees an alias point somewhere new (version NULL: it
+# vanished). Not in TABLES: no extract writes it from records, and a full rebuild keeps it.
+ALIAS_HISTORY_DDL = """
+create table if not exists model_alias_history (
+    observed_at timestamptz,
+    name varchar,
+    alias varchar,
+    version varchar
+)
+"""
 
 EXTRACT_LOG_DDL = """
 create table if not exists extract_log (
@@ -59,9 +160,24 @@ create table if not exists extract_log (
     experiments_seen bigint,
     watermark timestamptz,
     status varchar,
-    error varchar
+    error varchar,
+    warnings bigint
 )
 """
+EXTRACT_LOG_COLUMNS = (
+    "extract_id",
+    "started_at",
+    "ended_at",
+    "mode",
+    "tracking_uri",
+    "runs_seen",
+    "experiments_seen",
+    "watermark",
+    "status",
+    "error",
+    "warnings",
+)
+META_DDL = f"create or replace table {META_TABLE} (key varchar, value varchar)"
 
 
 def column_names(table: str) -> list[str]:

@@ -23,6 +23,15 @@ def test_demo_in_an_empty_folder_twice(tmp_path: Path) -> None:
     assert (folder / "mlflow.db").is_file()
     con = duckdb.connect(str(folder / "runs.duckdb"), read_only=True)
     assert con.execute("select count(*) from runs").fetchone() == (21,)
+    entity_counts = con.execute(
+        "select (select count(*) from logged_models), (select count(*) from model_versions), "
+        "(select count(*) from traces), (select count(*) from trace_assessments), "
+        "(select count(*) from run_inputs where dataset_name = 'diabetes (train)')"
+    ).fetchone()
+    assert entity_counts == (2, 2, 3, 2, 1)
+    assert con.execute("select name, alias, version from model_aliases").fetchall() == [
+        ("diabetes-ridge", "champion", "2")
+    ]
     con.close()
 
     again = run_cli("demo", "--dir", "demo")

@@ -16,7 +16,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import fluent
 from mlflow.utils.autologging_utils import autologging_is_disabled
 
-from etl.demo.seed import SeedSummary, seed_demo_runs
+from etl.demo.seed import ALIAS, DATASET_NAME, REGISTERED_MODEL, SeedSummary, seed_demo_runs
 from etl.errors import ConfigError
 from tests.conftest import free_port, new_store, run_cli
 
@@ -271,6 +271,39 @@ def test_runs_are_spread_over_past_days_with_honest_times(seeded: Seeded) -> Non
             assert utc_date(run.info.end_time) == utc_date(run.info.start_time)
 
 
+def test_seed_logs_datasets_models_registry_and_traces(seeded: Seeded) -> None:
+    client = MlflowClient(seeded.uri)
+    [first] = [r for r in seeded.in_experiment(ARTICLE) if r.data.params.get("alpha") == "0.8"]
+    assert first.inputs is not None
+    named = [d for d in first.inputs.dataset_inputs if d.dataset.name == DATASET_NAME]
+    assert [[(t.key, t.value) for t in d.tags] for d in named] == [
+        [("mlflow.data.context", "training")]
+    ]
+    models = client.search_logged_models(list(seeded.experiment_ids.values()))
+    assert sorted(m.name for m in models) == ["ridge-article", "ridge-search"]
+    runs = {r.info.run_id: r for r in seeded.runs}
+    for model in models:
+        [metric] = model.metrics or []
+        assert (metric.key, metric.dataset_name) == ("rmse", DATASET_NAME)
+        assert metric.value == runs[model.source_run_id].data.metrics["rmse"]
+        outputs = runs[model.source_run_id].outputs
+        assert outputs is not None
+        assert [o.model_id for o in outputs.model_outputs] == [model.model_id]
+    by_name = {m.name: m.model_id for m in models}
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert sorted((int(v.version), v.source) for v in versions) == [
+        (1, f"models:/{by_name['ridge-article']}"),
+        (2, f"models:/{by_name['ridge-search']}"),
+    ]
+    aliases = client.get_registered_model(REGISTERED_MODEL).aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {ALIAS: "2"}
+    traces = client.search_traces(locations=[seeded.experiment_ids[ARTICLE]], include_spans=False)
+    assert sorted(t.info.state.value for t in traces) == ["ERROR", "OK", "OK"]
+    assert sorted(t.info.token_usage["total_tokens"] for t in traces) == [55, 60, 62]
+    feedback = [(a.name, a.value) for t in traces for a in t.info.assessments]
+    assert sorted(feedback) == [("correct", False), ("correct", True)]
+
+
 def test_cli_seed_twice_doubles_runs_but_not_experiments(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     first = run_cli("seed", "--tracking-uri", uri)
@@ -287,6 +320,9 @@ def test_cli_seed_twice_doubles_runs_but_not_experiments(tmp_path: Path) -> None
     names = [e.name for e in MlflowClient(uri).search_experiments(view_type=ViewType.ALL)]
     assert sorted(names) == sorted(["Default", ARTICLE, ESTIMATORS])
     assert Counter(r.info.status for r in runs)["FAILED"] == 2
+    client = MlflowClient(uri)
+    assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 4
+    assert str(client.get_registered_model(REGISTERED_MODEL).aliases[ALIAS]) == "4"
     assert not (tmp_path / "mlruns").exists()  # artifacts went beside the store
     assert (tmp_path / "store" / "mlartifacts").is_dir()
 

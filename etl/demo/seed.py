@@ -20,6 +20,15 @@ day, with the tags `start_run` would have resolved: user, source), then opened w
 `start_run(run_id=...)` for the fit, and closed with `set_terminated(end_time=...)`: its
 start time plus the real wall time of the work. The mse/rmse/r2 metrics carry timestamps
 shifted the same way; the metrics autolog adds carry the time of seeding.
+
+MLflow 3's entities beyond runs, without new runs and without model artifacts (no
+subprocess, seeding stays fast): autolog logs the training and evaluation data as dataset
+inputs, and the first article run also logs the named dataset `DATASET_NAME` (context
+"training"); two runs each record a logged model (`create_logged_model`, an output of the
+run) with its test rmse; the registered model `REGISTERED_MODEL` gets one version from
+each, and its alias `ALIAS` is set on the first and then moved to the second; and a few
+traces in the article experiment, one of them an error, carry token usage and a
+"correct" feedback assessment each.
 """
 
 from __future__ import annotations
@@ -61,6 +70,15 @@ MLFLOW_STATE_VARS = (
     "MLFLOW_RUN_ID",
 )
 BACKDATED_START = (9, 0)  # hour, minute UTC on the run's day
+DATASET_NAME = "diabetes (train)"
+REGISTERED_MODEL = "diabetes-ridge"
+ALIAS = "champion"
+# (question, answered correctly, input tokens, output tokens); None: the call failed
+DEMO_TRACES: tuple[tuple[str, bool | None, int, int], ...] = (
+    ("Which alpha did best?", True, 42, 18),
+    ("What is the test rmse?", False, 37, 25),
+    ("Summarise the runs", None, 55, 0),
+)
 MINUTES_BETWEEN_BACKDATED_RUNS = 25
 
 
@@ -258,7 +276,9 @@ def _log_scores(scores: dict[str, float], keys: tuple[str, ...] = ("mse", "rmse"
 
 def _log_demo_runs(client: MlflowClient, experiment_ids: dict[str, str], data: Diabetes) -> None:
     _log_past_days(client, experiment_ids[ESTIMATORS_EXPERIMENT], data)
-    _log_article_steps(experiment_ids, data)
+    models = _log_article_steps(experiment_ids, data)
+    _register_models(client, models)
+    _log_traces(experiment_ids[ARTICLE_EXPERIMENT])
 
 
 def _log_past_days(client: MlflowClient, experiment_id: str, data: Diabetes) -> None:
@@ -331,16 +351,25 @@ def _backdated_run(
         )
 
 
-def _log_article_steps(experiment_ids: dict[str, str], data: Diabetes) -> None:
-    """The article's tips, in the order a person would run them in a notebook."""
+def _log_article_steps(experiment_ids: dict[str, str], data: Diabetes) -> list[str]:
+    """The article's tips, in the order a person would run them in a notebook; returns
+    the ids of the logged models two of the runs record, oldest first."""
     import mlflow
+    from mlflow.data.numpy_dataset import from_numpy
     from sklearn.linear_model import Lasso
     from sklearn.model_selection import GridSearchCV
 
+    models = []
     # experiment_id: set_experiment for the runs that follow, experiment_id= per run.
     experiment = mlflow.set_experiment(ARTICLE_EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment.experiment_id):
-        _log_scores(_fit_and_score(_ridge(0.8), data))
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as first:
+        train = from_numpy(data.x_train, targets=data.y_train, name=DATASET_NAME)
+        mlflow.log_input(train, context="training")
+        scores = _fit_and_score(_ridge(0.8), data)
+        _log_scores(scores)
+        models.append(
+            _log_model_record(first.info, "ridge-article", {"alpha": "0.8"}, scores, train)
+        )
     with mlflow.start_run(experiment_id=experiment_ids[ESTIMATORS_EXPERIMENT]):
         _log_scores(_fit_and_score(Lasso(alpha=0.05), data))
 
@@ -369,14 +398,17 @@ def _log_article_steps(experiment_ids: dict[str, str], data: Diabetes) -> None:
         mlflow.log_metric("best_rmse", best_rmse, step=0)
 
     # GridSearchCV under autolog makes one child run per parameter combination.
-    with mlflow.start_run(run_name="Ridge GridSearchCV", tags={"stage": "tuning"}):
+    with mlflow.start_run(run_name="Ridge GridSearchCV", tags={"stage": "tuning"}) as searched:
         search = GridSearchCV(
             _ridge(1.0),
             {"alpha": [0.1, 0.5, 1.0]},
             cv=3,
             scoring="neg_root_mean_squared_error",
         )
-        _log_scores(_fit_and_score(search, data))
+        search_scores = _fit_and_score(search, data)
+        _log_scores(search_scores)
+        best = {"alpha": str(search.best_params_["alpha"])}
+        models.append(_log_model_record(searched.info, "ridge-search", best, search_scores, train))
 
     # parent_run_id: a child attached to the finished parent without reopening it.
     with mlflow.start_run(run_name="Child Run: alpha 0.3", parent_run_id=parent.info.run_id):
@@ -394,6 +426,91 @@ def _log_article_steps(experiment_ids: dict[str, str], data: Diabetes) -> None:
     # run_id, part 2: reopen the first run to log r2 after the fact.
     with mlflow.start_run(run_id=run_without_r2.info.run_id):
         mlflow.log_metric("r2", late_scores["r2"])
+    return models
+
+
+def _log_model_record(
+    run: Any, name: str, params: dict[str, str], scores: dict[str, float], dataset: Any
+) -> str:
+    """A logged model of the run (its record only: no artifacts) with the test rmse, as an
+    output of the run; returns its id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    model = client.create_logged_model(
+        run.experiment_id, name=name, source_run_id=run.run_id, params=params, model_type="sklearn"
+    )
+    client.log_metric(
+        run.run_id,
+        "rmse",
+        scores["rmse"],
+        step=0,
+        model_id=model.model_id,
+        dataset_name=dataset.name,
+        dataset_digest=dataset.digest,
+    )
+    client.log_outputs(run.run_id, [_model_output(model.model_id)])
+    client.finalize_logged_model(model.model_id, "READY")
+    return model.model_id
+
+
+def _model_output(model_id: str) -> Any:
+    from mlflow.entities import LoggedModelOutput
+
+    return LoggedModelOutput(model_id, step=0)
+
+
+def _register_models(client: MlflowClient, model_ids: list[str]) -> None:
+    """One version of REGISTERED_MODEL per logged model; ALIAS on the first, then moved to
+    the last. A second seeding adds versions to the same registered model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(REGISTERED_MODEL)
+    except MlflowException:
+        client.create_registered_model(
+            REGISTERED_MODEL, description="Ridge regression on the diabetes data."
+        )
+    versions = [
+        client.create_model_version(
+            REGISTERED_MODEL, f"models:/{model_id}", model_id=model_id, await_creation_for=0
+        ).version
+        for model_id in model_ids
+    ]
+    client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, str(versions[0]))
+    client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, str(versions[-1]))
+
+
+def _log_traces(experiment_id: str) -> None:
+    """DEMO_TRACES as one-span traces with token usage, each with a feedback assessment."""
+    import mlflow
+    from mlflow.entities import AssessmentSource
+
+    mlflow.set_experiment(experiment_id=experiment_id)
+    trace_ids = []
+    for question, correct, input_tokens, output_tokens in DEMO_TRACES:
+        try:
+            with mlflow.start_span("ask the runs", span_type="CHAT_MODEL") as span:
+                span.set_inputs({"question": question})
+                span.set_attribute(
+                    "mlflow.chat.tokenUsage",
+                    {
+                        "input_tokens": input_tokens,
+                        "output_tokens": output_tokens,
+                        "total_tokens": input_tokens + output_tokens,
+                    },
+                )
+                trace_ids.append(span.trace_id)
+                if correct is None:
+                    raise TimeoutError("the model did not answer")
+                span.set_outputs({"answer": "see the leaderboard"})
+        except TimeoutError:
+            pass  # recorded as an ERROR trace
+    mlflow.flush_trace_async_logging()
+    source = AssessmentSource(source_type="HUMAN", source_id="demo reviewer")
+    for trace_id, (_, correct, _, _) in zip(trace_ids, DEMO_TRACES, strict=True):
+        if correct is not None:
+            mlflow.log_feedback(trace_id=trace_id, name="correct", value=correct, source=source)
 
 
 def _summarize(
