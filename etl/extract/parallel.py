@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from etl.errors import JobFailed
-from etl.extract import reader
+from etl.extract import entities, history, reader
+from etl.schema import empty_records
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,16 +48,34 @@ def experiment_tasks(experiment_ids: list[str], workers: int) -> list[list[str]]
     return list(reader.batched(experiment_ids, per_task))
 
 
-def page_records(runs: list[Run], client: MlflowClient, metric_history: bool) -> Records:
-    records = reader.run_records(runs)
-    if metric_history:
-        for run in runs:
-            history = reader.metric_history_records(
-                client, run.info.run_id, run.data.metrics.keys()
-            )
-            for column, values in history["metric_history"].items():
-                records["metric_history"][column].extend(values)
-    return records
+def page_chunks(
+    runs: list[Run], client: MlflowClient, metric_history: bool
+) -> Iterator[tuple[int, Records, list[str]]]:
+    """(runs counted, records, warnings): the page's run records first, then its metric
+    history a batch of runs at a time (etl.extract.history), so memory holds one batch of
+    history, however many points the page's runs logged. Each skipped history is a warning."""
+    records = entities.merge(reader.run_records(runs), entities.run_input_output_records(runs))
+    yield len(runs), records, []
+    if not metric_history:
+        return
+    run_keys = [(run.info.run_id, list(run.data.metrics.keys())) for run in runs]
+    warnings: list[str] = []
+    for chunk in history.history_chunks(client, run_keys, warnings):
+        yield 0, chunk, warnings[:]
+        warnings.clear()
+
+
+def page_records(
+    runs: list[Run], client: MlflowClient, metric_history: bool
+) -> tuple[Records, list[str]]:
+    """The page's records in one batch, and a warning line for each metric history that
+    was skipped."""
+    records = empty_records()
+    warnings: list[str] = []
+    for _, chunk, chunk_warnings in page_chunks(runs, client, metric_history):
+        records = entities.merge(records, chunk)
+        warnings.extend(chunk_warnings)
+    return records, warnings
 
 
 def _worker(
@@ -83,7 +102,8 @@ def _worker(
             if task is None:
                 break
             for runs in reader.run_pages(client, task, page_size=page_size):
-                put((_PAGE, len(runs), page_records(runs, client, metric_history)))
+                for count, records, warnings in page_chunks(runs, client, metric_history):
+                    put((_PAGE, count, (records, warnings)))
     except BaseException as exc:  # report any failure to the parent, which raises it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
         put((_ERROR, 0, message.strip().splitlines()[0] if message.strip() else repr(exc)))
@@ -96,8 +116,9 @@ def parallel_run_records(
     workers: int,
     page_size: int = reader.DEFAULT_PAGE_SIZE,
     metric_history: bool = False,
-) -> Iterator[tuple[int, Records]]:
-    """(runs in page, records) for every run of these experiments, from `workers` processes."""
+) -> Iterator[tuple[int, Records, list[str]]]:
+    """(runs in page, records, warnings) for every run of these experiments, from `workers`
+    processes."""
     task_list = experiment_tasks(experiment_ids, workers)
     workers = max(1, min(workers, len(task_list)))
     context = mp.get_context("spawn")  # no forked copies of MLflow's engines and threads
@@ -132,7 +153,8 @@ def parallel_run_records(
                     ) from None
                 continue
             if kind == _PAGE:
-                yield count, payload
+                records, warnings = payload
+                yield count, records, warnings
             elif kind == _ERROR:
                 raise JobFailed(
                     f"reading runs failed in a worker: {str(payload)[:300]}",

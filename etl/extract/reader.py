@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,19 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """MLflow logs a traceback for each store error it then raises; we report it in one
+    line instead."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def batched(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -156,12 +170,25 @@ def run_records(runs: Iterable[Run]) -> Records:
     return records
 
 
-def metric_history_records(client: MlflowClient, run_id: str, keys: Iterable[str]) -> Records:
-    """Every logged point of these metric keys of one run: one API call per key."""
+def metric_history_records(
+    client: MlflowClient, run_id: str, keys: Iterable[str], warnings: list[str]
+) -> Records:
+    """Every logged point of these metric keys of one run: one API call per key. A key
+    whose history MLflow cannot read is skipped, with a line in `warnings`."""
     records = empty_records()
     history = records["metric_history"]
     for key in keys:
-        for m in client.get_metric_history(run_id, key):
+        try:
+            with _quiet("mlflow.store.db.utils"):
+                points = client.get_metric_history(run_id, key)
+        except Exception as exc:  # one unreadable run must not abort the extract
+            reason = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
+            warnings.append(
+                f"metric history of run {run_id} key {key!r} skipped: "
+                f"{reason or exc.__class__.__name__}"
+            )
+            continue
+        for m in points:
             history["run_id"].append(run_id)
             history["key"].append(m.key)
             history["value"].append(m.value)

@@ -1,0 +1,136 @@
+-- One row per run and metric key of metric_history (filled by `runreport extract
+-- --metric-history`): how many points, the first and last step, the best finite value and
+-- the step it was first reached at, the last value (at the greatest step, then the latest
+-- timestamp, as MLflow picks a run's latest value), and still_improving.
+-- Direction: the experiment's primary metric direction for its primary key
+-- (experiment_primary_metric), else the metric_directions entry for the key (an exact
+-- key wins over a '*suffix' pattern, a longer pattern over a shorter one); NULL when
+-- neither knows the key, and then best_value, best_step and still_improving are NULL too.
+-- still_improving rule: true when the best finite value was first reached in the last
+-- 10% of the run's step range (best_step >= last_step - (last_step - first_step) / 10),
+-- i.e. the curve was still reaching new bests at the end; NULL with fewer than 3 finite
+-- points. NaN and ±inf (stored as ±1.7976931348623157e308) never count as best.
+with
+
+history as (
+    select
+        metric_history.run_id,
+        runs.experiment_id,
+        metric_history.key,
+        metric_history.value,
+        metric_history.step,
+        metric_history.timestamp,
+        not isnan(metric_history.value)
+            and metric_history.value < 1.7976931348623157e308
+            and metric_history.value > -1.7976931348623157e308 as is_finite
+    from metric_history
+    inner join runs on runs.run_id = metric_history.run_id
+),
+
+curve_keys as (
+    select distinct experiment_id, key from history
+),
+
+direction_matches as (
+    select
+        curve_keys.experiment_id,
+        curve_keys.key,
+        metric_directions.greater_is_better,
+        row_number() over (
+            partition by curve_keys.experiment_id, curve_keys.key
+            order by
+                starts_with(metric_directions.metric_key, '*'),
+                length(metric_directions.metric_key) desc
+        ) as preference
+    from curve_keys
+    inner join metric_directions
+        on lower(metric_directions.metric_key) = lower(curve_keys.key)
+        or (
+            starts_with(metric_directions.metric_key, '*')
+            and ends_with(lower(curve_keys.key), lower(substr(metric_directions.metric_key, 2)))
+        )
+),
+
+directions as (
+    select
+        curve_keys.experiment_id,
+        curve_keys.key,
+        coalesce(
+            experiment_primary_metric.greater_is_better, direction_matches.greater_is_better
+        ) as greater_is_better
+    from curve_keys
+    left join experiment_primary_metric
+        on experiment_primary_metric.experiment_id = curve_keys.experiment_id
+        and experiment_primary_metric.metric_key = curve_keys.key
+    left join direction_matches
+        on direction_matches.experiment_id = curve_keys.experiment_id
+        and direction_matches.key = curve_keys.key
+        and direction_matches.preference = 1
+),
+
+ranked as (
+    select
+        history.*,
+        directions.greater_is_better,
+        row_number() over (
+            partition by history.run_id, history.key
+            order by history.step desc, history.timestamp desc, history.value desc
+        ) as from_last,
+        case
+            when history.is_finite and directions.greater_is_better is not null
+                then row_number() over (
+                    partition by history.run_id, history.key, history.is_finite
+                    order by
+                        case
+                            when directions.greater_is_better then -history.value
+                            else history.value
+                        end,
+                        history.step,
+                        history.timestamp
+                )
+        end as best_rank
+    from history
+    inner join directions
+        on directions.experiment_id = history.experiment_id
+        and directions.key = history.key
+),
+
+curves as (
+    select
+        run_id,
+        experiment_id,
+        key,
+        greater_is_better,
+        count(*) as points,
+        count(*) filter (where is_finite) as finite_points,
+        min(step) as first_step,
+        max(step) as last_step,
+        max(value) filter (where best_rank = 1) as best_value,
+        max(step) filter (where best_rank = 1) as best_step,
+        max(value) filter (where from_last = 1) as last_value
+    from ranked
+    group by run_id, experiment_id, key, greater_is_better
+),
+
+final as (
+    select
+        run_id,
+        experiment_id,
+        key,
+        greater_is_better,
+        points,
+        finite_points,
+        first_step,
+        last_step,
+        best_value,
+        best_step,
+        last_value,
+        case
+            when best_step is null or finite_points < 3 then null
+            else best_step * 10 >= last_step * 10 - (last_step - first_step)
+        end as still_improving
+    from curves
+)
+
+select * from final
+order by experiment_id, run_id, key
