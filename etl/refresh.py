@@ -12,26 +12,35 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from etl.errors import JobFailed
-from etl.extract import incremental, reader
+from etl.errors import ConfigError, JobFailed
+from etl.extract import entities, incremental, reader, sql_store
 from etl.extract.parallel import (
     default_workers,
     experiment_tasks,
-    page_records,
+    page_chunks,
     parallel_run_records,
 )
-from etl.extract.tracking import check_tracking_uri, redact
+from etl.extract.tracking import check_tracking_uri, redact, sqlite_path
 from etl.progress import RunProgress
+from etl.redact import redact_text
+from etl.schema import SCHEMA_VERSION
+from etl.warehouse import alias_history, extract_log
 from etl.warehouse.build import WarehouseBuilder, check_writable
+from etl.warehouse.extract_log import PreviousWarehouse, read_previous
 from etl.warehouse.lock import warehouse_lock
 from etl.warehouse.views import create_views
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from etl.config import Config
     from etl.warehouse.settings import ViewSettings
 
 log = logging.getLogger("runreport")
+
+# A full extract that sees fewer than half the runs the warehouse holds (of at least this
+# many) fails instead of replacing it, unless allowed: an emptied or wrong store.
+SHRINK_GUARD_MIN_RUNS = 10
 
 
 @dataclass
@@ -54,9 +63,15 @@ def run_extract(
     view_settings: ViewSettings | None = None,
     show_progress: bool | None = None,
     hold_lock: bool = True,
+    allow_shrink: bool = False,
+    via: str = "search_runs",
+    entity_page_sizes: entities.PageSizes | None = None,
 ) -> ExtractSummary:
     """Extract every run into `db`: all of them (full), or only those that can have changed
-    since the last extract (incremental, which falls back to full when there is none)."""
+    since the last extract (incremental, which falls back to full when there is none, the
+    warehouse has another schema version or the store is a file store). Without
+    `view_settings` the previous warehouse's settings are kept. `via="sql"` reads a SQL
+    store's tables directly (etl.extract.sql_store) instead of paging search_runs."""
     check_writable(db)
     started = datetime.now(timezone.utc)
     with (
@@ -64,44 +79,161 @@ def run_extract(
         _failures_logged(db, started, mode, tracking_uri),
     ):
         uri = check_tracking_uri(tracking_uri)
-        since = _incremental_since(db, overlap) if mode == "incremental" else None
-        if mode == "incremental" and since is None:
-            log.info("no earlier extract in %s: doing a full extract", db)
+        _check_not_the_store(db, uri)
+        previous = read_previous(db)
+        since = _incremental_since(db, uri, previous, overlap) if mode == "incremental" else None
         mode = "incremental" if since is not None else "full"
-        with _mlflow_errors(uri), WarehouseBuilder(db, from_existing=since is not None) as wh:
-            client = reader.make_client(uri)
-            experiments = list(reader.list_experiments(client))
-            experiment_ids = [e.experiment_id for e in experiments]
+        with contextlib.ExitStack() as stack:
+            store = stack.enter_context(sql_store.open_snapshot(uri)) if via == "sql" else None
+            if store is None:
+                stack.enter_context(_mlflow_errors(uri))
+            wh = stack.enter_context(
+                WarehouseBuilder(
+                    db, from_existing=since is not None, keep_settings=view_settings is None
+                )
+            )
+            if store is None:
+                client = reader.make_client(uri)
+                experiment_records = reader.experiment_records(reader.list_experiments(client))
+            else:
+                experiment_records = store.experiment_records()
+            experiment_ids: list[str] = experiment_records["experiments"]["experiment_id"]
+            experiments = len(experiment_ids)
             wh.connection.execute("delete from experiments; delete from experiment_tags")
-            wh.append(reader.experiment_records(experiments))
-            with RunProgress(f"{mode} extract", len(experiments), show_progress) as progress:
-                if since is None:
+            wh.append(experiment_records)
+            warnings = 0
+            with RunProgress(f"{mode} extract", experiments, show_progress) as progress:
+                if store is not None:
+                    pages = _sql_store_records(store, wh, previous, since, metric_history)
+                elif since is None or previous is None:
                     pages = _all_run_records(
                         uri, client, experiment_ids, page_size, metric_history, workers
                     )
                 else:
                     pages = _changed_run_records(
-                        client, wh, experiment_ids, since, page_size, metric_history
+                        client, wh, previous, experiment_ids, since, page_size, metric_history
                     )
-                for count, records in pages:
+                for count, records, page_warnings in pages:
                     wh.append(records)
+                    for line in page_warnings:
+                        log.warning("%s", line)
+                    warnings += len(page_warnings)
                     progress.advance(count)
+            if since is None and not allow_shrink:
+                _check_shrink(db, previous, progress.runs)
+            with _mlflow_errors(uri):
+                _load_entities(wh, uri, experiment_ids, started, entity_page_sizes)
             create_views(wh.connection, view_settings)
             ended = datetime.now(timezone.utc)
-            _log_extract(wh, started, ended, mode, uri, progress.runs, len(experiments))
+            _log_extract(wh, started, ended, mode, uri, progress.runs, experiments, warnings)
             wh.commit()
             _failure_log(db).unlink(missing_ok=True)  # its rows are in extract_log now
     seconds = (ended - started).total_seconds()
     log.info(
-        "%s extract: %d runs of %d experiments from %s into %s in %.1f s",
+        "%s extract: %d runs of %d experiments from %s into %s in %.1f s%s",
         mode,
         progress.runs,
-        len(experiments),
+        experiments,
         redact(uri),
         db,
         seconds,
+        f"; {warnings} metric histories skipped" if warnings else "",
     )
-    return ExtractSummary(db, mode, progress.runs, len(experiments), seconds)
+    return ExtractSummary(db, mode, progress.runs, experiments, seconds)
+
+
+def _load_entities(
+    wh: WarehouseBuilder,
+    uri: str,
+    experiment_ids: list[str],
+    observed_at: datetime,
+    page_sizes: entities.PageSizes | None,
+) -> None:
+    """MLflow 3's listings (logged models, the registry, traces), read whole on every
+    extract, full or incremental: they are small next to the runs. Datasets arrive with
+    the runs' pages; an incremental extract adds those of the runs it re-read."""
+    records = entities.entity_records(reader.make_client(uri), uri, experiment_ids, page_sizes)
+    wh.replace_tables(records)
+    wh.deduplicate("datasets")
+    moves = alias_history.record_moves(wh.connection, observed_at)
+    log.info(
+        "%d logged models, %d model versions, %d traces; %d alias changes recorded",
+        len(records["logged_models"]["model_id"]),
+        len(records["model_versions"]["name"]),
+        len(records["traces"]["trace_id"]),
+        moves,
+    )
+
+
+def extract_from_config(
+    config: Config, mode: str, *, hold_lock: bool = True, allow_shrink: bool = False
+) -> ExtractSummary:
+    """run_extract with everything the configuration says (etl.config.resolve), as both
+    `runreport extract` and `runreport run` call it."""
+    from etl.extract.tracking import default_tracking_uri
+    from etl.extract.tracking_timeout import bound_tracking_wait
+    from etl.warehouse.settings import ViewSettings
+
+    bound_tracking_wait(config.tracking_timeout)
+    return run_extract(
+        config.tracking_uri or default_tracking_uri(),
+        config.db,
+        mode=mode,
+        metric_history=config.metric_history,
+        page_size=config.page_size,
+        workers=config.workers,
+        overlap=timedelta(minutes=config.overlap_minutes),
+        view_settings=ViewSettings.given_in(config),
+        hold_lock=hold_lock,
+        allow_shrink=allow_shrink,
+        via=config.via,
+    )
+
+
+def _check_not_the_store(db: Path, uri: str) -> None:
+    store = sqlite_path(uri) if uri.lower().startswith("sqlite") else None
+    if store is not None and store.resolve() == db.resolve():
+        raise ConfigError(
+            f"--db {db} is the MLflow store itself ({redact(uri)})",
+            "Choose another file for the warehouse, e.g. --db runs.duckdb",
+        )
+
+
+def _incremental_since(
+    db: Path, uri: str, previous: PreviousWarehouse | None, overlap: timedelta
+) -> datetime | None:
+    """The time an incremental extract re-reads from, or None (with the reason logged)
+    when a full extract is the one to do."""
+    if previous is None or previous.last_start is None:
+        log.info("no earlier extract in %s: doing a full extract", db)
+        return None
+    if previous.schema_version != SCHEMA_VERSION:
+        log.info(
+            "the warehouse %s has schema version %s, this runreport writes %d: "
+            "doing a full extract",
+            db,
+            previous.schema_version or "none",
+            SCHEMA_VERSION,
+        )
+        return None
+    if uri.startswith("file:"):
+        log.info(
+            "file store: doing a full extract (an incremental one lists every run again "
+            "there and takes longer)"
+        )
+        return None
+    return previous.last_start - overlap
+
+
+def _check_shrink(db: Path, previous: PreviousWarehouse | None, runs: int) -> None:
+    if previous is None or previous.runs < SHRINK_GUARD_MIN_RUNS or runs * 2 >= previous.runs:
+        return
+    raise JobFailed(
+        f"the store returned {runs} runs but the warehouse {db} holds {previous.runs}: "
+        "a full extract would drop more than half of them",
+        "The previous warehouse is unchanged; check the tracking URI and the store, or "
+        "pass --allow-shrink if the runs were removed on purpose",
+    )
 
 
 def _all_run_records(
@@ -111,33 +243,47 @@ def _all_run_records(
     page_size: int,
     metric_history: bool,
     workers: int | None,
-) -> Iterator[tuple[int, reader.Records]]:
+) -> Iterator[tuple[int, reader.Records, list[str]]]:
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(experiment_ids) > 1:
         yield from parallel_run_records(uri, experiment_ids, workers, page_size, metric_history)
         return
     for task in experiment_tasks(experiment_ids, 1):
         for runs in reader.run_pages(client, task, page_size=page_size):
-            yield len(runs), page_records(runs, client, metric_history)
+            yield from page_chunks(runs, client, metric_history)
+
+
+def _sql_store_records(
+    store: sql_store.StoreSnapshot,
+    wh: WarehouseBuilder,
+    previous: PreviousWarehouse | None,
+    since: datetime | None,
+    metric_history: bool,
+) -> Iterator[tuple[int, reader.Records, list[str]]]:
+    run_ids = None
+    if since is not None and previous is not None:
+        since_ms = int(since.timestamp() * 1000)
+        run_ids = store.changed_run_ids(since_ms, previous.deleted_ids, previous.running_ids)
+        wh.delete_runs(run_ids, keep_history=not metric_history)
+    for count, records in store.run_records(run_ids, metric_history):
+        yield count, records, []
 
 
 def _changed_run_records(
     client: MlflowClient,
     wh: WarehouseBuilder,
+    previous: PreviousWarehouse,
     experiment_ids: list[str],
     since: datetime,
     page_size: int,
     metric_history: bool,
-) -> Iterator[tuple[int, reader.Records]]:
-    for runs in incremental.changed_runs(client, wh.connection, experiment_ids, since, page_size):
+) -> Iterator[tuple[int, reader.Records, list[str]]]:
+    for runs in incremental.changed_runs(
+        client, experiment_ids, since, previous.deleted_ids, previous.running_ids, page_size
+    ):
         # metric history is replaced only for runs that are re-read
         wh.delete_runs([run.info.run_id for run in runs], keep_history=not metric_history)
-        yield len(runs), page_records(runs, client, metric_history)
-
-
-def _incremental_since(db: Path, overlap: timedelta) -> datetime | None:
-    watermark = incremental.last_extract_start(db)
-    return None if watermark is None else watermark - overlap
+        yield from page_chunks(runs, client, metric_history)
 
 
 def _failure_log(db: Path) -> Path:
@@ -172,31 +318,36 @@ def _log_extract(
     uri: str,
     runs: int,
     experiments: int,
+    warnings: int,
 ) -> None:
     con = wh.connection
-    row = con.execute(
-        "select coalesce(max(extract_id), 0) + 1, (select max(start_time) from runs) "
-        "from extract_log"
-    ).fetchone()
-    next_id, latest_start = row if row else (1, None)
+    next_id = extract_log.next_extract_id(con)
     with contextlib.suppress(FileNotFoundError):
         for line in _failure_log(wh.target).read_text().splitlines():
             failed = json.loads(line)
-            con.execute(
-                "insert into extract_log values (?, ?, ?, ?, ?, null, null, null, 'failed', ?)",
-                [
-                    next_id,
-                    failed["started_at"],
-                    failed["ended_at"],
-                    failed["mode"],
-                    failed["tracking_uri"],
-                    failed["error"],
-                ],
+            extract_log.insert_row(
+                con,
+                extract_id=next_id,
+                started_at=failed["started_at"],
+                ended_at=failed["ended_at"],
+                mode=failed["mode"],
+                tracking_uri=failed["tracking_uri"],
+                status="failed",
+                error=failed["error"],
             )
             next_id += 1
-    con.execute(
-        "insert into extract_log values (?, ?, ?, ?, ?, ?, ?, ?, 'ok', null)",
-        [next_id, started, ended, mode, redact(uri), runs, experiments, latest_start],
+    extract_log.insert_row(
+        con,
+        extract_id=next_id,
+        started_at=started,
+        ended_at=ended,
+        mode=mode,
+        tracking_uri=redact(uri),
+        runs_seen=runs,
+        experiments_seen=experiments,
+        watermark=extract_log.latest_run_start(con),
+        status="ok",
+        warnings=warnings,
     )
 
 
@@ -215,13 +366,22 @@ class _mlflow_errors:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is None:
+            return  # importing MLflow's exceptions costs time a successful extract needn't pay
         from mlflow.exceptions import MlflowException
 
-        if exc is None or not isinstance(exc, (MlflowException, OSError)):
+        if not isinstance(exc, (MlflowException, OSError)):
             return
         message = (getattr(exc, "message", None) or str(exc)).strip()
-        first_line = message.splitlines()[0] if message else repr(exc)
+        first_line = redact_text(message.splitlines()[0] if message else repr(exc))
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise JobFailed(
+                f"extract failed on a local file: {first_line[:300]}",
+                "The previous warehouse is unchanged; check the free disk space and the "
+                "permissions of that path",
+            ) from exc
         raise JobFailed(
             f"extract from {redact(self.uri)} failed: {first_line[:300]}",
-            "The previous warehouse is unchanged; check the tracking store and try again",
+            "The previous warehouse is unchanged; check the tracking store (or raise "
+            "tracking.timeout_seconds if it is slow) and try again",
         ) from exc

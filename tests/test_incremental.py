@@ -10,7 +10,7 @@ import duckdb
 import mlflow
 from mlflow import MlflowClient
 
-from tests.conftest import build_rich_store, log_run, run_cli
+from tests.conftest import StoreFacts, build_rich_store, log_run, run_cli
 
 TABLES = (
     "experiments",
@@ -43,17 +43,10 @@ def extract(uri: str, db: Path, *extra: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> None:
-    facts = build_rich_store(tmp_path / "store")
+def apply_every_kind_of_change(facts: StoreFacts, zombie: str) -> str:
+    """The eight kinds of change an incremental extract must see; returns the new run's id."""
     uri, runs, experiments = facts.uri, facts.run_ids, facts.experiment_ids
     client = MlflowClient(uri)
-    # a run that was deleted before the first extract and is restored after it
-    client.delete_run(runs["failed"])
-    zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
-    db = tmp_path / "incremental.duckdb"
-    extract(uri, db)
-    time.sleep(0.01)
-
     # 1. a new run
     new_run = log_run(client, experiments["alpha"], "new run", metrics={"mse": 1.0})
     # 2. a finished run reopened to log a metric (the article's tip 1)
@@ -76,6 +69,21 @@ def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> N
     client.rename_experiment(experiments["beta"], "beta renamed")
     # 8. a zombie marked KILLED with update_run, which leaves its end time empty
     client.update_run(zombie, status="KILLED")
+    return new_run
+
+
+def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> None:
+    facts = build_rich_store(tmp_path / "store")
+    uri, runs, experiments = facts.uri, facts.run_ids, facts.experiment_ids
+    client = MlflowClient(uri)
+    # a run that was deleted before the first extract and is restored after it
+    client.delete_run(runs["failed"])
+    zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
+    db = tmp_path / "incremental.duckdb"
+    extract(uri, db)
+    time.sleep(0.01)
+
+    new_run = apply_every_kind_of_change(facts, zombie)
 
     extract(uri, db, "--incremental")
     full = tmp_path / "full.duckdb"

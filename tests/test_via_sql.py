@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -29,16 +28,11 @@ from etl.warehouse.views import create_views
 from tests import conftest
 from tests.conftest import LONG_TAG, StoreFacts, build_rich_store, log_run, run_cli
 from tests.perf.make_store import generate_store
-from tests.perf.sql_extract import extract_to_warehouse
 from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
-from tests.test_incremental import table_contents
+from tests.test_incremental import apply_every_kind_of_change, table_contents
 
 FLOAT_MAX = 1.7976931348623157e308
 Rows = dict[str, list[str]]
-CLI_HAS_VIA = "via" in inspect.signature(run_extract).parameters
-needs_wiring = pytest.mark.skipif(
-    not CLI_HAS_VIA, reason="etl.refresh.run_extract does not take `via` yet"
-)
 
 
 def table_rows(batches: Iterable[reader.Records]) -> Rows:
@@ -120,9 +114,24 @@ def test_warehouse_via_sql_equals_warehouse_via_search_runs(
     """Loaded with the same WarehouseBuilder, views and runs_wide included."""
     reference = tmp_path / "search_runs.duckdb"
     built = tmp_path / "sql.duckdb"
-    assert extract_to_warehouse(rich_store.uri, built, metric_history=True) == 10
+    assert via_sql_extract(rich_store.uri, built, metric_history=True) == 10
     load_search_runs(rich_store.uri, reference)
     assert table_contents(built) == table_contents(reference)
+
+
+def via_sql_extract(uri: str, db: Path, mode: str = "full", metric_history: bool = False) -> int:
+    """`runreport extract --via sql` through its function; returns the runs it read (for an
+    incremental extract, those it re-read: no overlap, so only what changed counts)."""
+    summary = run_extract(
+        uri,
+        db,
+        mode=mode,
+        via="sql",
+        metric_history=metric_history,
+        overlap=timedelta(0),
+        show_progress=False,
+    )
+    return summary.runs
 
 
 def load_search_runs(uri: str, db: Path, metric_history: bool = True) -> None:
@@ -180,7 +189,6 @@ def test_unknown_schema_revision_is_refused(rich_store: StoreFacts, tmp_path: Pa
     assert list(TESTED_REVISIONS) == ["dc11669786a5"]
 
 
-@needs_wiring
 def test_cli_refuses_unknown_revision_and_keeps_the_warehouse(
     rich_store: StoreFacts, tmp_path: Path
 ) -> None:
@@ -195,7 +203,6 @@ def test_cli_refuses_unknown_revision_and_keeps_the_warehouse(
     assert digest(db) == before
 
 
-@needs_wiring
 def test_cli_via_sql_equals_cli_via_search_runs(rich_store: StoreFacts, tmp_path: Path) -> None:
     by_api, by_sql = tmp_path / "api.duckdb", tmp_path / "sql.duckdb"
     common = ("--tracking-uri", rich_store.uri, "--metric-history")
@@ -222,7 +229,7 @@ def test_config_key_warehouse_via(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
     assert caught.value.exit_code == 2
-    assert 'warehouse.via must be "search_runs" or "sql", not \'odbc\'' in caught.value.message
+    assert "warehouse.via must be 'search_runs' or 'sql', not 'odbc'" in caught.value.message
 
 
 # --- incremental ---------------------------------------------------------------------------
@@ -235,35 +242,18 @@ def test_incremental_via_sql_equals_full(tmp_path: Path) -> None:
     client.delete_run(runs["failed"])  # deleted before the first extract, restored after
     zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
     db = tmp_path / "incremental.duckdb"
-    assert extract_to_warehouse(uri, db) == 11
-    since_ms = int(time.time() * 1000) - 1
+    assert via_sql_extract(uri, db) == 11
     time.sleep(0.01)
 
-    log_run(client, experiments["alpha"], "new run", metrics={"mse": 1.0})
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(run_id=runs["plain"]):  # a finished run reopened
-            mlflow.log_metric("r2", 0.75)
-        with (
-            mlflow.start_run(run_id=runs["root"]),
-            mlflow.start_run(run_name="late child", nested=True),
-        ):
-            mlflow.log_param("alpha", "0.2")
-    finally:
-        mlflow.set_tracking_uri(None)
-    client.delete_run(runs["unicode"])
-    client.restore_run(runs["failed"])
-    client.set_terminated(runs["running"], status="FINISHED")
-    client.rename_experiment(experiments["beta"], "beta renamed")
-    client.update_run(zombie, status="KILLED")  # keeps its empty end time
+    apply_every_kind_of_change(facts, zombie)
     client.delete_experiment(experiments["alpha"])  # its runs become deleted
 
     # re-read: new run, plain (reopened), root + late child, unicode (deleted), failed
     # (restored), running (ended), zombie (RUNNING last time), odd_metrics (its experiment
     # deleted); not: child, grandchild, deleted, in_gone
-    assert extract_to_warehouse(uri, db, since_ms=since_ms) == 9
+    assert via_sql_extract(uri, db, mode="incremental") == 9
     full = tmp_path / "full.duckdb"
-    extract_to_warehouse(uri, full)
+    via_sql_extract(uri, full)
     assert table_contents(db) == table_contents(full)
     reference = tmp_path / "search_runs.duckdb"
     load_search_runs(uri, reference, metric_history=False)

@@ -16,9 +16,7 @@ A script, not a test (pytest collects test_*.py only). For each store size it:
 5. times `runreport report` on the result ("n/a" while the CLI lacks the command);
 6. with `--via sql`, also times a bare copy of the store's tables into DuckDB (the
    physical limit, tests/perf/bare_copy.py), `runreport extract --via sql` (full, on the
-   store before the 1% is added) and its incremental after it. Until etl/refresh.py takes
-   `via`, the sql steps run tests/perf/sql_extract.py (the same reads and loader, without
-   the lock and extract_log).
+   store before the 1% is added) and its incremental after it.
 
 Memory, two ways, for each child:
 - peak tree MB: the memory of the child and all its descendants together (runreport's
@@ -381,22 +379,11 @@ def stop_process_group(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def sql_wired() -> bool:
-    """Whether `runreport extract --via sql` reaches the sql path (refresh takes `via`)."""
-    import inspect
-
-    from etl.refresh import run_extract
-
-    return "via" in inspect.signature(run_extract).parameters
-
-
 def sql_argv(uri: str, db: Path, since_ms: int | None = None) -> list[str]:
-    """The arguments after the runreport command that extract --via sql (see sql_wired)."""
-    if sql_wired():
-        mode = "--full" if since_ms is None else "--incremental"
-        return ["extract", "--via", "sql", mode, "--tracking-uri", uri, "--db", str(db)]
-    since = [] if since_ms is None else ["--since-ms", str(since_ms)]
-    return ["--script", str(PERF_DIR / "sql_extract.py"), uri, str(db), *since]
+    """The arguments after the runreport command of an extract --via sql (full, or with
+    since_ms an incremental one)."""
+    mode = "--full" if since_ms is None else "--incremental"
+    return ["extract", "--via", "sql", mode, "--tracking-uri", uri, "--db", str(db)]
 
 
 def measure_sql_full(
