@@ -91,9 +91,11 @@ def _run_locked(
 ) -> Path:
     from etl.refresh import extract_from_config
     from etl.report.render import render_from_config
+    from etl.report.templates import Templates
 
-    # a mail setting mistake stops the job before it starts
+    # a mail setting or template mistake stops the job before its extract
     mail = MailSettings.from_config(config) if send_email else None
+    Templates(config.templates)
     mode = choose_mode(config.db, config.full_refresh_days, now, force_full)
     progress.step = "extract"
     with step("extract") as counts:

@@ -32,6 +32,7 @@ import re
 import smtplib
 import socket
 import ssl
+import string
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -94,6 +95,7 @@ class MailSettings:
             )
         if not self.port:
             object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+        check_subject(self.subject_template)  # before the job runs, not after its extract
         if not self.from_addr:
             object.__setattr__(self, "from_addr", f"runreport@{socket.getfqdn()}")
         if not 0 < self.port < 65536:
@@ -208,6 +210,17 @@ def build_message(report_dir: Path, settings: MailSettings, attach_csv: bool) ->
                 params={"charset": "utf-8"},
             )  # fmt: skip
     return message
+
+
+def check_subject(template: str) -> None:
+    """A subject template that cannot be parsed fails now, naming the fix."""
+    try:
+        list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(
+            f"the subject template {template!r} cannot be formatted: {exc}",
+            f"Write fields as {{name}}, e.g. {DEFAULT_SUBJECT!r}",
+        ) from None
 
 
 def render_subject(template: str, figures: Mapping[str, Any]) -> str:

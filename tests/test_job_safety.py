@@ -443,3 +443,28 @@ def test_latest_is_swapped_by_one_rename_and_killed_swaps_are_cleaned(tmp_path: 
     point_latest(out, out / "2024-01-02")
     assert os.readlink(out / "latest") == "2024-01-02"
     assert sorted(p.name for p in out.iterdir()) == ["2024-01-01", "2024-01-02", "latest"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ('\n[mail]\nto = ["a@example.com"]\nsubject = "{nope"\n', "the subject template '{nope'"),
+        ('templates = "nowhere"\n', "templates folder"),
+    ],
+)
+def test_template_mistakes_fail_before_the_extract(tmp_path: Path, extra: str, named: str) -> None:
+    facts = build_rich_store(tmp_path / "store")
+    config = write_config(tmp_path, facts.uri, extra)  # extra lands in [report]
+    result = run_cli("run", "--config", str(config))
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result.output)
+    assert named in line, line
+    assert not (tmp_path / "runs.duckdb").exists(), "no extract ran"
+
+
+@pytest.mark.parametrize("uri", ["sqlite:/seed.db", "sqlite://seed.db"])
+def test_a_sqlite_uri_with_too_few_slashes_is_named_whole(tmp_path: Path, uri: str) -> None:
+    result = run_cli("extract", "--tracking-uri", uri, "--db", str(tmp_path / "w.duckdb"))
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result.output)
+    assert f"the tracking URI {uri!r} is not a SQLite URI" in line, line

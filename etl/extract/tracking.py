@@ -45,6 +45,12 @@ def check_tracking_uri(uri: str) -> str:
         return _check_file_store(uri)
     base_scheme = scheme.split("+", 1)[0]
     if base_scheme == "sqlite":
+        if not uri.lower().split("://", 1)[-1].startswith("/") or "://" not in uri:
+            raise ConfigError(
+                f"the tracking URI {shown!r} is not a SQLite URI MLflow reads as written",
+                "Use sqlite:///relative/path.db or sqlite:////absolute/path.db (three or "
+                "four slashes)",
+            )
         path = sqlite_path(uri)
         if path is None:
             raise ConfigError(
