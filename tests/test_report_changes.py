@@ -19,7 +19,8 @@ import pytest
 from mlflow import MlflowClient
 
 from etl.report.links import Links, ui_from_tracking_uri
-from etl.report.render import OLD_MARK, render_report
+from etl.report.render import render_report
+from etl.warehouse.folder_swap import OLD_MARK
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
 from tests.test_report import parse_html, table_rows
 

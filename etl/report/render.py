@@ -15,12 +15,10 @@ holds for this render only (see etl/warehouse/settings.py).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -40,13 +38,12 @@ from etl.report.templates import Templates
 from etl.values import to_json
 from etl.warehouse.build import TMP_MARK
 from etl.warehouse.connect import open_warehouse
-from etl.warehouse.folder_swap import OLD_MARK, put_back, swap_in
+from etl.warehouse.folder_swap import remove_leftovers, swap_in
 from etl.warehouse.settings import ViewSettings, apply_settings
 
 if TYPE_CHECKING:
     from etl.config import Config
 
-LEFTOVER_AGE_S = 6 * 3600
 EMAIL_ROWS = 10
 
 
@@ -93,7 +90,9 @@ def render_report(
         now = now.replace(tzinfo=timezone.utc)
     pages = Templates(templates)  # a broken template fails before any work
     check_out_folder(out)
-    remove_leftovers(out)  # first: it may put back a report a killed render left aside
+    remove_leftovers(
+        out, TMP_MARK, REPORT_JSON
+    )  # first: it may put back a report a killed render left aside
     data = read_warehouse(db, now, since, days, settings)
     links = Links.resolve(ui_url, public_url, data.tracking_uri)
     changes = compare(previous_report(previous or out / REPORT_JSON), data)
@@ -262,17 +261,3 @@ def check_out_folder(out: Path) -> None:
             "report replaces the whole folder",
             "Choose a new or empty folder for --out",
         )
-
-
-def remove_leftovers(out: Path) -> None:
-    """Put back a previous report a killed render left aside, then remove temporary
-    folders of renders killed before they could clean up (hours old)."""
-    if not out.parent.is_dir():
-        return
-    put_back(out, f".{out.name}{OLD_MARK}*", REPORT_JSON)
-    cutoff = time.time() - LEFTOVER_AGE_S
-    for mark in (TMP_MARK, OLD_MARK):
-        for leftover in out.parent.glob(f".{out.name}{mark}*"):
-            with contextlib.suppress(OSError):
-                if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
-                    shutil.rmtree(leftover)

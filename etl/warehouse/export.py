@@ -27,7 +27,6 @@ partitioned (bool)}.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import os
@@ -45,7 +44,7 @@ from etl.schema import RUN_TABLES
 from etl.warehouse.build import TMP_MARK
 from etl.warehouse.connect import open_warehouse, quote_ident, quote_literal, table_names
 from etl.warehouse.extract_log import schema_version
-from etl.warehouse.folder_swap import OLD_MARK, fsync_tree, put_back, swap_in
+from etl.warehouse.folder_swap import fsync_tree, remove_leftovers, swap_in
 
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -55,7 +54,6 @@ PARTITION_COLUMN = "experiment_id"
 PARTITIONED_BY_OWN_COLUMN = ("runs", "logged_models", "traces")
 DATA_FILE = "data_0.parquet"
 BATCH_ROWS = 100_000
-LEFTOVER_AGE_S = 6 * 3600
 
 
 @dataclass
@@ -75,7 +73,7 @@ def export_parquet(db: Path, target: Path) -> ExportResult:
     check_target(target)
     source = open_warehouse(db)
     try:
-        remove_leftovers(target)
+        remove_leftovers(target, TMP_MARK, MANIFEST)
         work = target.parent / f".{target.name}{TMP_MARK}{os.getpid()}-{time.time_ns():x}"
         try:
             manifest = _write_export(source, db, work)
@@ -117,18 +115,6 @@ def check_target(target: Path) -> None:
             f"cannot write the Parquet export {target}: folder {parent} is not writable",
             "Choose a --parquet in a folder you can write to",
         )
-
-
-def remove_leftovers(target: Path) -> None:
-    """Put back an export a killed swap left aside; remove temporary folders of exports
-    killed before they could clean up (hours old: a running export may own a newer one)."""
-    put_back(target, f".{target.name}{OLD_MARK}*", MANIFEST)
-    cutoff = time.time() - LEFTOVER_AGE_S
-    for mark in (TMP_MARK, OLD_MARK):
-        for leftover in target.parent.glob(f".{target.name}{mark}*"):
-            with contextlib.suppress(OSError):
-                if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
-                    shutil.rmtree(leftover)
 
 
 def partition_source(table: str, columns: list[str]) -> str | None:

@@ -13,9 +13,12 @@ import errno
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 OLD_MARK = ".runreport-old-"
+# temporary folders younger than this may belong to a swap still running
+LEFTOVER_AGE_S = 6 * 3600
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
@@ -63,6 +66,20 @@ def put_back(out: Path, pattern: str, is_whole: str) -> None:
     if aside and (aside[-1] / is_whole).is_file():
         with contextlib.suppress(OSError):
             os.replace(aside[-1], out)
+
+
+def remove_leftovers(out: Path, tmp_mark: str, is_whole: str) -> None:
+    """Put back a previous folder a killed swap left aside (it holds the file `is_whole`),
+    then remove temporary folders of swaps killed before they could clean up."""
+    if not out.parent.is_dir():
+        return
+    put_back(out, f".{out.name}{OLD_MARK}*", is_whole)
+    cutoff = time.time() - LEFTOVER_AGE_S
+    for mark in (tmp_mark, OLD_MARK):
+        for leftover in out.parent.glob(f".{out.name}{mark}*"):
+            with contextlib.suppress(OSError):
+                if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover)
 
 
 def fsync_tree(folder: Path) -> None:
