@@ -45,6 +45,13 @@ def check_tracking_uri(uri: str) -> str:
         return _check_file_store(uri)
     base_scheme = scheme.split("+", 1)[0]
     if base_scheme == "sqlite":
+        # sqlite:// alone is SQLAlchemy's in-memory store: say that, not "too few slashes".
+        if "://" in uri and sqlite_path(uri) is None:
+            raise ConfigError(
+                f"the tracking URI {shown!r} names no SQLite file (an empty, in-memory store)",
+                "Give the store's path: sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (is a variable in the config unset?)",
+            )
         if not uri.lower().split("://", 1)[-1].startswith("/") or "://" not in uri:
             raise ConfigError(
                 f"the tracking URI {shown!r} is not a SQLite URI MLflow reads as written",
@@ -52,12 +59,7 @@ def check_tracking_uri(uri: str) -> str:
                 "four slashes)",
             )
         path = sqlite_path(uri)
-        if path is None:
-            raise ConfigError(
-                f"the tracking URI {shown!r} names no SQLite file (an empty, in-memory store)",
-                "Give the store's path: sqlite:///relative/path.db or "
-                "sqlite:////absolute/path.db (is a variable in the config unset?)",
-            )
+        assert path is not None
         if not path.is_file():
             raise ConfigError(
                 f"no MLflow store at {path} (from {shown})",
