@@ -24,11 +24,11 @@ TABLES = (
 )
 
 
-def table_contents(db: Path) -> dict[str, list[tuple]]:
+def table_contents(db: Path, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         contents = {}
-        for table in TABLES:
+        for table in tables:
             columns = [c[0] for c in con.execute(f"describe {table}").fetchall()]
             rows = con.execute(f"select * from {table}").fetchall()
             # NaN != NaN: compare through repr so NaN rows count as equal

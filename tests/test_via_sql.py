@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput
 
 from etl.config import load_config
 from etl.errors import ConfigError
@@ -29,6 +30,7 @@ from tests import conftest
 from tests.conftest import LONG_TAG, StoreFacts, build_rich_store, log_run, run_cli
 from tests.perf.make_store import generate_store
 from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
+from tests.test_entities import CONTEXT, build_entity_store
 from tests.test_incremental import apply_every_kind_of_change, table_contents
 
 FLOAT_MAX = 1.7976931348623157e308
@@ -263,6 +265,44 @@ def test_incremental_via_sql_equals_full(tmp_path: Path) -> None:
         "KILLED",
     )
     con.close()
+
+
+def test_datasets_inputs_and_outputs_equal_search_runs(tmp_path: Path) -> None:
+    """Dataset inputs (with and without a context tag) and model outputs, read from the
+    store's inputs, input_tags and datasets tables, as search_runs attaches them to runs."""
+    store = build_entity_store(tmp_path / "store")
+    got = via_sql(store.uri)
+    assert_same(via_search_runs(store.uri), got)
+    a, b = store.run_ids["a"], store.run_ids["b"]
+    assert got["run_inputs"] == sorted(
+        [
+            repr((a, "diabetes", "d-test", "evaluation")),
+            repr((a, "diabetes", "d-train", "training")),
+            repr((b, "diabetes", "d-train", None)),
+        ]
+    )
+    assert got["run_outputs"] == [repr((a, store.model_ids["m1"], 1))]
+    assert len(got["datasets"]) == 2
+
+
+def test_incremental_via_sql_reads_new_inputs_and_outputs(tmp_path: Path) -> None:
+    store = build_entity_store(tmp_path / "store")
+    client = MlflowClient(store.uri)
+    db = tmp_path / "incremental.duckdb"
+    via_sql_extract(store.uri, db)
+    time.sleep(0.01)
+    late = log_run(client, store.experiment_ids["models"], "late")
+    fresh = Dataset("diabetes", "d-new", "code", '{"file": "z.csv"}', None, None)
+    client.log_inputs(late, datasets=[DatasetInput(fresh, [InputTag(CONTEXT, "training")])])
+    client.log_outputs(late, [LoggedModelOutput(store.model_ids["m2"], 3)])
+
+    assert via_sql_extract(store.uri, db, mode="incremental") == 1
+    reference = tmp_path / "search_runs.duckdb"
+    load_search_runs(store.uri, reference, metric_history=False)
+    tables = ("datasets", "run_inputs", "run_outputs", "runs")
+    got, expected = table_contents(db, tables), table_contents(reference, tables)
+    assert got == expected
+    assert len(got["datasets"][1]) == 3 and len(got["run_outputs"][1]) == 2
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from etl.errors import ConfigError, JobFailed
+from etl.extract.entities import CONTEXT_TAG
 from etl.extract.reader import Records, batched
 from etl.extract.tracking import redact, sqlite_path
 from etl.schema import empty_records
@@ -50,12 +51,27 @@ select r.run_uuid, r.experiment_id,
 from runs r
 left join tags t on t.run_uuid = r.run_uuid and t."key" = 'mlflow.runName'
 """
-# table -> the select of its warehouse columns, in etl.schema order; `is_nan` comes last.
+# table -> the select of its warehouse columns, in etl.schema order (`is_nan` comes last),
+# with `{runs}` where the condition on its run id column goes. Datasets, inputs and outputs
+# as SqlAlchemyStore._get_run_inputs and _get_model_outputs_bulk join them for search_runs.
 _RUN_TABLE_SQL = {
-    "params": 'select run_uuid, "key", value from params',
-    "tags": 'select run_uuid, "key", value from tags',
-    "metrics": 'select run_uuid, "key", value, step, "timestamp", is_nan from latest_metrics',
-    "metric_history": 'select run_uuid, "key", value, step, "timestamp", is_nan from metrics',
+    "params": 'select run_uuid, "key", value from params where run_uuid {runs}',
+    "tags": 'select run_uuid, "key", value from tags where run_uuid {runs}',
+    "metrics": 'select run_uuid, "key", value, step, "timestamp", is_nan from latest_metrics '
+    "where run_uuid {runs}",
+    "metric_history": 'select run_uuid, "key", value, step, "timestamp", is_nan from metrics '
+    "where run_uuid {runs}",
+    "datasets": "select distinct d.name, d.digest, d.dataset_source_type, d.dataset_source, "
+    "d.dataset_schema, d.dataset_profile from inputs i "
+    "join datasets d on d.dataset_uuid = i.source_id "
+    "where i.destination_type = 'RUN' and i.destination_id {runs}",
+    "run_inputs": "select i.destination_id, d.name, d.digest, t.value from inputs i "
+    "join datasets d on d.dataset_uuid = i.source_id "
+    f"left join input_tags t on t.input_uuid = i.input_uuid and t.name = '{CONTEXT_TAG}' "
+    "where i.destination_type = 'RUN' and i.destination_id {runs}",
+    "run_outputs": "select source_id, destination_id, step from inputs "
+    "where source_type = 'RUN_OUTPUT' and destination_type = 'MODEL_OUTPUT' "
+    "and source_id {runs}",
 }
 
 
@@ -131,7 +147,7 @@ class StoreSnapshot:
             for chunk in self.source.chunks(f"{_RUNS_SQL} where r.run_uuid {where}", names):
                 _extend(records["runs"], chunk, ids=2)
             for table in tables:
-                sql = f"{_RUN_TABLE_SQL[table]} where run_uuid {where}"
+                sql = _RUN_TABLE_SQL[table].format(runs=where)
                 for chunk in self.source.chunks(sql, names):
                     _extend_run_table(records, table, chunk)
             yield len(records["runs"]["run_id"]), records
@@ -143,7 +159,7 @@ class StoreSnapshot:
             yield len(chunk), records
         for table in tables:
             # only rows of runs that exist, as search_runs reaches them through runs
-            sql = f"{_RUN_TABLE_SQL[table]} where run_uuid in (select run_uuid from runs)"
+            sql = _RUN_TABLE_SQL[table].format(runs="in (select run_uuid from runs)")
             for chunk in self.source.chunks(sql, {}):
                 records = empty_records()
                 _extend_run_table(records, table, chunk)
