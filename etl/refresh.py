@@ -122,7 +122,9 @@ def run_extract(
             if since is None and not allow_shrink:
                 _check_shrink(db, previous, progress.runs)
             with _mlflow_errors(uri):
-                _load_entities(wh, uri, experiment_ids, started, entity_page_sizes)
+                # a SQL store with nothing to list spares the MLflow import (seconds)
+                listed = store is None or store.has_listed_entities()
+                _load_entities(wh, uri, experiment_ids, started, entity_page_sizes, listed)
             create_views(wh.connection, view_settings)
             ended = datetime.now(timezone.utc)
             _log_extract(wh, started, ended, mode, uri, progress.runs, experiments, warnings)
@@ -148,11 +150,16 @@ def _load_entities(
     experiment_ids: list[str],
     observed_at: datetime,
     page_sizes: entities.PageSizes | None,
+    listed: bool = True,
 ) -> None:
     """MLflow 3's listings (logged models, the registry, traces), read whole on every
     extract, full or incremental: they are small next to the runs. Datasets arrive with
-    the runs' pages; an incremental extract adds those of the runs it re-read."""
-    records = entities.entity_records(reader.make_client(uri), uri, experiment_ids, page_sizes)
+    the runs' pages; an incremental extract adds those of the runs it re-read. With
+    `listed` False the store is known to hold none of them."""
+    if listed:
+        records = entities.entity_records(reader.make_client(uri), uri, experiment_ids, page_sizes)
+    else:
+        records = entities.no_listings()
     wh.replace_tables(records)
     wh.deduplicate("datasets")
     moves = alias_history.record_moves(wh.connection, observed_at)

@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -303,6 +305,34 @@ def test_incremental_via_sql_reads_new_inputs_and_outputs(tmp_path: Path) -> Non
     got, expected = table_contents(db, tables), table_contents(reference, tables)
     assert got == expected
     assert len(got["datasets"][1]) == 3 and len(got["run_outputs"][1]) == 2
+
+
+def test_a_store_without_models_or_traces_is_extracted_without_importing_mlflow(
+    rich_store: StoreFacts, tmp_path: Path
+) -> None:
+    """The hourly incremental's fixed cost: MLflow's import is seconds, and a store with no
+    logged model, registered model or trace needs nothing from it."""
+    db = tmp_path / "runs.duckdb"
+    program = (
+        "import sys; from etl.refresh import run_extract; "
+        f"[run_extract({rich_store.uri!r}, Path({str(db)!r}), mode=mode, via='sql', "
+        "show_progress=False) for mode in ('full', 'incremental')]; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path; " + program],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from runs").fetchone() == (10,)
+    assert con.execute("select mode from extract_log order by extract_id").fetchall() == [
+        ("full",),
+        ("incremental",),
+    ]
+    con.close()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -381,6 +381,12 @@ def merge(into: Records, other: Records) -> Records:
     return into
 
 
+def no_listings() -> Records:
+    """The LISTED_TABLES of a store that holds no logged model, registered model or trace."""
+    records = empty_records()
+    return {table: records[table] for table in LISTED_TABLES}
+
+
 def entity_records(
     client: MlflowClient,
     tracking_uri: str,

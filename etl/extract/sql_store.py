@@ -191,6 +191,15 @@ class StoreSnapshot:
         changed |= deleted_now ^ stored_deleted
         return sorted(changed)
 
+    def has_listed_entities(self) -> bool:
+        """Whether the store holds any logged model, registered model or trace: when it
+        holds none, their listings are known empty without importing MLflow."""
+        sql = (
+            "select 1 from logged_models union all select 1 from registered_models "
+            "union all select 1 from trace_info limit 1"
+        )
+        return any(True for _ in self.rows(sql))
+
     def run_count(self) -> int:
         return int(next(self.rows("select count(*) from runs"))[0])
 
