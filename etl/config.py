@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import types
 import typing
@@ -97,6 +98,20 @@ def setting(
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# schema names DuckDB or the combined warehouse keep for themselves
+RESERVED_SOURCE_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One tracking store of several ([[sources]] in the config)."""
+
+    name: str
+    tracking_uri: str
+    via: str | None = None  # None: warehouse.via
 
 
 @dataclass
@@ -245,6 +260,13 @@ class Config:
         "metrics.primary",
         {},
         help="The metric each experiment's leaderboard ranks by.",
+    )
+    # [[sources]]: several tracking servers into one warehouse (etl/warehouse/sources.py)
+    sources: list[Source] = setting(
+        "sources",
+        [],
+        help="Several tracking stores into one warehouse, each with a `source` column: "
+        "[[sources]] tables of name, tracking_uri and, optionally, via.",
     )
     # [export]
     export_parquet: Path | None = setting(
@@ -408,6 +430,9 @@ def read_file(path: Path) -> dict[str, Any]:
                 f"{path}: unknown section [{section}]",
                 f"Use one of: {', '.join('[' + s + ']' for s in SECTIONS)}",
             )
+        if section == "sources":
+            values["sources"] = _sources(table, path)
+            continue
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table", "See runreport.example.toml")
         if section == "metrics":  # key -> direction, and the sub-table [metrics.primary]
@@ -530,6 +555,35 @@ def _metric_directions(table: dict[str, Any], where: str) -> dict[str, bool]:
             )
         directions[key] = value == "higher"
     return directions
+
+
+def _sources(tables: Any, path: Path) -> list[Source]:
+    example = 'e.g. [[sources]] name = "team_a" tracking_uri = "http://mlflow-a:5000"'
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: sources must be [[sources]] tables", example)
+    found: list[Source] = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}: [[sources]] number {number}"
+        unknown = sorted(set(table) - {"name", "tracking_uri", "via"})
+        if unknown:
+            raise ConfigError(
+                f"{where} has unknown keys {unknown}", "Keys: name, tracking_uri, via"
+            )
+        name, uri, via = table.get("name"), table.get("tracking_uri"), table.get("via")
+        if not isinstance(name, str) or not SOURCE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: name must be lowercase letters, digits and _ (a letter first, at "
+                f"most 40), not {name!r}",
+                "It names the source's schema and its value in the source column",
+            )
+        if name in RESERVED_SOURCE_NAMES or any(s.name == name for s in found):
+            raise ConfigError(f"{where}: the name {name!r} is taken", "Choose another name")
+        if not isinstance(uri, str) or not uri.strip():
+            raise ConfigError(f"{where}: tracking_uri is missing", example)
+        if via not in (None, "search_runs", "sql"):
+            raise ConfigError(f"{where}: via must be search_runs or sql, not {via!r}", "Fix it")
+        found.append(Source(name, _anchored_sqlite(uri.strip(), path.parent), via))
+    return found
 
 
 def load_config(path: Path | None) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,6 +28,12 @@ from etl.warehouse import alias_history, extract_log
 from etl.warehouse.build import WarehouseBuilder, check_writable
 from etl.warehouse.extract_log import PreviousWarehouse, read_previous
 from etl.warehouse.lock import warehouse_lock
+from etl.warehouse.sources import (
+    SourceWarehouse,
+    combine_sources,
+    combined_source_names,
+    source_warehouse,
+)
 from etl.warehouse.views import create_views
 
 if TYPE_CHECKING:
@@ -182,19 +188,65 @@ def extract_from_config(
     from etl.warehouse.settings import ViewSettings
 
     bound_tracking_wait(config.tracking_timeout)
-    return run_extract(
-        config.tracking_uri or default_tracking_uri(),
+
+    def extract(uri: str, db: Path, via: str, hold: bool) -> ExtractSummary:
+        return run_extract(
+            uri,
+            db,
+            mode=mode,
+            metric_history=config.metric_history,
+            page_size=config.page_size,
+            workers=config.workers,
+            overlap=timedelta(minutes=config.overlap_minutes),
+            view_settings=ViewSettings.given_in(config),
+            hold_lock=hold,
+            allow_shrink=allow_shrink,
+            via=via,
+        )
+
+    if not config.sources:
+        combined = combined_source_names(config.db)
+        if combined:  # a one-store extract would replace every source's runs
+            raise ConfigError(
+                f"the warehouse {config.db} combines the sources {', '.join(combined)}",
+                "Extract it with the config that lists them as [[sources]], or choose another --db",
+            )
+        uri = config.tracking_uri or default_tracking_uri()
+        return extract(uri, config.db, config.via, hold_lock)
+    return _extract_sources(config, extract, hold_lock)
+
+
+def _extract_sources(
+    config: Config, extract: Callable[[str, Path, str, bool], ExtractSummary], hold_lock: bool
+) -> ExtractSummary:
+    """[[sources]]: each store into its own warehouse, then the combined one swapped in
+    (etl/warehouse/sources.py). A failing source fails the job before the combined
+    warehouse changes; the sources extracted before it keep their new state."""
+    check_writable(config.db)
+    if config.tracking_uri:
+        log.info("[[sources]] lists the tracking stores: tracking.uri is not used")
+    started = datetime.now(timezone.utc)
+    with warehouse_lock(config.db) if hold_lock else contextlib.nullcontext():
+        done = []
+        for source in config.sources:
+            path = source_warehouse(config.db, source.name)
+            path.parent.mkdir(exist_ok=True)
+            log.info("source %s: %s", source.name, redact(source.tracking_uri))
+            done.append(extract(source.tracking_uri, path, source.via or config.via, True))
+        pairs = zip(config.sources, done, strict=True)
+        combine_sources(config.db, [SourceWarehouse(s.name, d.db) for s, d in pairs])
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    runs, experiments = sum(d.runs for d in done), sum(d.experiments for d in done)
+    log.info(
+        "%d sources combined into %s: %d runs of %d experiments in %.1f s",
+        len(done),
         config.db,
-        mode=mode,
-        metric_history=config.metric_history,
-        page_size=config.page_size,
-        workers=config.workers,
-        overlap=timedelta(minutes=config.overlap_minutes),
-        view_settings=ViewSettings.given_in(config),
-        hold_lock=hold_lock,
-        allow_shrink=allow_shrink,
-        via=config.via,
+        runs,
+        experiments,
+        seconds,
     )
+    mode = "full" if any(d.mode == "full" for d in done) else "incremental"
+    return ExtractSummary(config.db, mode, runs, experiments, seconds)
 
 
 def _check_not_the_store(db: Path, uri: str) -> None:

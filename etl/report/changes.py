@@ -104,6 +104,7 @@ def state_of(data: ReportData) -> dict[str, Any]:
     return {
         "leaderboard": [
             {
+                "tracking_source": row.get("tracking_source"),
                 "experiment_id": row["experiment_id"],
                 "metric": row["metric_key"],
                 "run_id": row["run_id"],
@@ -137,10 +138,15 @@ def compare(previous: dict[str, Any] | None, data: ReportData) -> Changes:
 
 
 def new_best(before: list[dict[str, Any]], board: list[Row]) -> list[Row]:
-    previous = {str(row.get("experiment_id")): row for row in before if isinstance(row, dict)}
+    # an experiment is (source, id): in a warehouse of several sources ids repeat
+    previous = {
+        (row.get("tracking_source"), str(row.get("experiment_id"))): row
+        for row in before
+        if isinstance(row, dict)
+    }
     found = []
     for row in board:
-        old = previous.get(row["experiment_id"])
+        old = previous.get((row.get("tracking_source"), row["experiment_id"]))
         if old is not None and (old.get("metric") != row["metric_key"] or not _better(row, old)):
             continue
         old_value = _number(old.get("value")) if old else None

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from etl.report.curves import LearningCurves, load_curves
+from etl.warehouse.sources import SOURCE_COLUMN
 
 if TYPE_CHECKING:
     from etl.report.entities import Entities
@@ -108,6 +109,7 @@ class ReportData:
     per_day: list[Row] = field(default_factory=list)  # every period of the window, oldest first
     trends: list[Row] = field(default_factory=list)
     tracking_uri: str | None = None
+    sources: int = 1  # tracking stores combined in the warehouse ([[sources]])
     curves: LearningCurves | None = None
     entities: Entities | None = None
 
@@ -148,6 +150,7 @@ def load_report_data(
     data.sections = sections(views, window, data.per_day)
     data.trends = experiment_trends(con, window, now)
     data.tracking_uri = last_tracking_uri(con)
+    data.sources = source_count(con)
     data.curves = load_curves(con)
     from etl.report.entities import load_entities  # it builds on this module
 
@@ -173,7 +176,9 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
     experiments = con.execute(
         "select count(*) from experiments where lifecycle_stage = 'active'"
     ).fetchone()
-    by_status = {row["status"]: row["runs"] for row in views["runs_by_status"].rows}
+    by_status: dict[str, int] = {}
+    for row in views["runs_by_status"].rows:  # a row per source in a warehouse of several
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["runs"]
     failed = [r for r in in_window(views["failed_runs"].rows, window) if r["status"] == "FAILED"]
     return {
         "date": window.report_day.isoformat(),
@@ -236,9 +241,12 @@ def experiment_trends(con: duckdb.DuckDBPyConnection, window: Window, now: datet
     this window first."""
     length_ms = max(int((now - window.start).total_seconds() * 1000), 1)
     earliest = window.start - timedelta(milliseconds=length_ms * TREND_WINDOWS)
+    # an experiment is (source, id) in a warehouse of several sources
+    source = "tracking_source" if SOURCE_COLUMN in view_columns(con, "active_runs") else "null"
     rows = con.execute(
-        """
+        f"""
         select
+            {source} as tracking_source,
             experiment_id,
             any_value(experiment_name) as experiment_name,
             case
@@ -253,11 +261,12 @@ def experiment_trends(con: duckdb.DuckDBPyConnection, window: Window, now: datet
         """,
         {"start": window.start, "length": length_ms, "earliest": earliest, "now": now},
     ).fetchall()
-    trends: dict[str, Row] = {}
-    for experiment_id, name, back, runs, failed in rows:
+    trends: dict[tuple[str | None, str], Row] = {}
+    for tracking_source, experiment_id, name, back, runs, failed in rows:
         trend = trends.setdefault(
-            experiment_id,
+            (tracking_source, experiment_id),
             {
+                "tracking_source": tracking_source,
                 "experiment_id": experiment_id,
                 "experiment_name": name,
                 "runs": [0] * (TREND_WINDOWS + 1),
@@ -274,6 +283,18 @@ def experiment_trends(con: duckdb.DuckDBPyConnection, window: Window, now: datet
     return sorted(
         trends.values(), key=lambda t: (-t["runs"][0], -sum(t["runs"]), t["experiment_name"])
     )
+
+
+def view_columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
+    return [row[0] for row in con.execute(f"describe {view}").fetchall()]
+
+
+def source_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many tracking stores the warehouse combines (1 for one without [[sources]])."""
+    if SOURCE_COLUMN not in view_columns(con, "runs"):
+        return 1
+    row = con.execute(f"select count(distinct {SOURCE_COLUMN}) from runs").fetchone()
+    return max(1, int(row[0]) if row else 1)
 
 
 def cut(view: str, rows: list[Row], in_view: int, windowed: bool = False) -> Section:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from etl.config import Config
 
 EMAIL_ROWS = 10
+
+log = logging.getLogger("runreport")
 
 
 @dataclass
@@ -95,6 +98,10 @@ def render_report(
     )  # first: it may put back a report a killed render left aside
     data = read_warehouse(db, now, since, days, settings)
     links = Links.resolve(ui_url, public_url, data.tracking_uri)
+    if data.sources > 1 and links.ui:
+        # one UI address cannot serve the runs of several tracking servers
+        log.info("%d tracking sources: runs and experiments are not linked", data.sources)
+        links = Links(None, links.public)
     changes = compare(previous_report(previous or out / REPORT_JSON), data)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}", dir=out.parent))

@@ -111,16 +111,23 @@ class WarehouseBuilder:
     With `from_existing=True` the new file starts as a copy of the current warehouse
     (an incremental load replaces rows in it); otherwise it starts empty and takes over
     the previous warehouse's extract_log and, with `keep_settings=True`, its settings
-    tables.
+    tables. With `tables=False` it starts with no table at all.
     """
 
-    def __init__(self, target: Path, from_existing: bool = False, keep_settings: bool = False):
+    def __init__(
+        self,
+        target: Path,
+        from_existing: bool = False,
+        keep_settings: bool = False,
+        tables: bool = True,
+    ):
         self.target = target
         # unique per build: DuckDB keeps a file's instance alive while anything in the
         # process still references it, and a new build must never share a failed one's
         self.tmp_path = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}-{id(self):x}")
         self.from_existing = from_existing
         self.keep_settings = keep_settings
+        self.tables = tables  # False: the caller creates every table (etl.warehouse.sources)
         self.con: duckdb.DuckDBPyConnection | None = None
         self.memory_limit = BUILD_MEMORY_LIMIT
 
@@ -144,6 +151,8 @@ class WarehouseBuilder:
         self.con = connect(self.tmp_path)
         self._set_memory_limit(self.memory_limit)
         self.con.execute("set threads = 1")
+        if not self.tables:
+            return
         for table in TABLES:
             self.con.execute(create_table_sql(table))
         self.con.execute(EXTRACT_LOG_DDL)

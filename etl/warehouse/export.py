@@ -45,6 +45,7 @@ from etl.warehouse.build import TMP_MARK
 from etl.warehouse.connect import open_warehouse, quote_ident, quote_literal, table_names
 from etl.warehouse.extract_log import schema_version
 from etl.warehouse.folder_swap import fsync_tree, remove_leftovers, swap_in
+from etl.warehouse.sources import SOURCE_COLUMN
 
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -124,11 +125,20 @@ def partition_source(table: str, columns: list[str]) -> str | None:
     if table in PARTITIONED_BY_OWN_COLUMN and PARTITION_COLUMN in columns:
         return f"select {selected} from {quote_ident(table)} as t"
     if table in RUN_TABLES and "run_id" in columns:
+        # in a warehouse of several sources a run id is unique per source only
+        same_source = (
+            f" and runs.{SOURCE_COLUMN} = t.{SOURCE_COLUMN}" if SOURCE_COLUMN in columns else ""
+        )
         return (
             f"select {selected}, runs.experiment_id from {quote_ident(table)} as t "
-            "left join runs on runs.run_id = t.run_id"
+            f"left join runs on runs.run_id = t.run_id{same_source}"
         )
     return None
+
+
+def partition_columns(columns: list[str]) -> str:
+    """experiment_id, under the source in a warehouse of several sources."""
+    return f"{SOURCE_COLUMN}, {PARTITION_COLUMN}" if SOURCE_COLUMN in columns else PARTITION_COLUMN
 
 
 def _write_export(source: duckdb.DuckDBPyConnection, db: Path, work: Path) -> dict[str, Any]:
@@ -171,7 +181,9 @@ def _write_table(
         query = f"select {', '.join(quote_ident(n) for n in names)} from {quote_ident(table)}"
     destination = folder if partitioned else folder / DATA_FILE
     options = (
-        f"format parquet, partition_by ({PARTITION_COLUMN})" if partitioned else "format parquet"
+        f"format parquet, partition_by ({partition_columns(names)})"
+        if partitioned
+        else "format parquet"
     )
     writer.register("_export_source", source.sql(query).to_arrow_reader(BATCH_ROWS))
     try:
