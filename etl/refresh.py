@@ -19,6 +19,7 @@ from etl.extract.parallel import (
     experiment_tasks,
     page_chunks,
     parallel_run_records,
+    read_ahead,
 )
 from etl.extract.tracking import check_tracking_uri, redact, sqlite_path
 from etl.progress import RunProgress
@@ -324,8 +325,12 @@ def _sql_store_records(
         since_ms = int(since.timestamp() * 1000)
         run_ids = store.changed_run_ids(since_ms, previous.deleted_ids, previous.running_ids)
         wh.delete_runs(run_ids, keep_history=not metric_history)
-    for count, records in store.run_records(run_ids, metric_history):
+    # the store is read in a thread, the warehouse written here: DuckDB's connection
+    # stays in this thread
+    for count, records in read_ahead(store.run_records(run_ids, metric_history)):
         yield count, records, []
+    if run_ids is None:
+        wh.delete_orphan_rows(sql_store.ORPHANS_LEFT)
 
 
 def _changed_run_records(

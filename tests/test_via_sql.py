@@ -335,6 +335,33 @@ def test_a_store_without_models_or_traces_is_extracted_without_importing_mlflow(
     con.close()
 
 
+def test_rows_of_runs_that_do_not_exist_are_left_out(tmp_path: Path) -> None:
+    """A full read takes params, tags and metrics whole and deletes orphans in DuckDB:
+    rows whose run is gone (SQLite does not enforce MLflow's foreign keys) are not in the
+    warehouse, as search_runs never returns them."""
+    facts = build_rich_store(tmp_path / "store")
+    store = Path(facts.uri.removeprefix("sqlite:///"))
+    con = sqlite3.connect(store)
+    con.execute("insert into params (key, value, run_uuid) values ('lost', 'x', 'orphan-run')")
+    con.execute("insert into tags (key, value, run_uuid) values ('lost', 'x', 'orphan-run')")
+    con.execute(
+        "insert into latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+        "values ('lost', 1.0, 0, 0, 0, 'orphan-run')"
+    )
+    con.commit()
+    con.close()
+    db = tmp_path / "runs.duckdb"
+    assert via_sql_extract(facts.uri, db) == 10
+    reference = tmp_path / "search_runs.duckdb"
+    load_search_runs(facts.uri, reference, metric_history=False)
+    assert table_contents(db) == table_contents(reference)
+    warehouse = duckdb.connect(str(db), read_only=True)
+    for table in ("params", "tags", "metrics"):
+        found = warehouse.execute(f"select count(*) from {table} where run_id = 'orphan-run'")
+        assert found.fetchone() == (0,), table
+    warehouse.close()
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 

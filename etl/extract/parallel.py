@@ -9,16 +9,20 @@ parent loads them into DuckDB in arrival order.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
 import queue
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from etl.errors import JobFailed
 from etl.extract import entities, history, reader
 from etl.schema import empty_records
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -168,3 +172,35 @@ def parallel_run_records(
                 process.terminate()
         for process in processes:
             process.join(timeout=5)
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items`, produced by a thread while the caller consumes: reading the store (the
+    SQLite driver lets go of the GIL while it steps) overlaps the warehouse's inserts
+    (DuckDB lets go of it too). An exception in the thread is raised here, in order."""
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ahead.put(item)
+            ahead.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+
+    producer = threading.Thread(target=produce, name="runreport-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():  # let a blocked put finish so the thread can end
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.05)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -244,6 +245,13 @@ class WarehouseBuilder:
                 self._execute(f"delete from {table} where run_id in (select run_id from _ids)")
         finally:
             con.unregister("_ids")
+
+    def delete_orphan_rows(self, tables: Sequence[str]) -> None:
+        """Remove the rows of these run tables whose run is not in `runs`."""
+        for table in tables:
+            self._execute(
+                f"delete from {quote_ident(table)} where run_id not in (select run_id from runs)"
+            )
 
     def _execute(self, statement: str) -> None:
         try:

@@ -4,6 +4,7 @@ report window and its periods, metric directions and experiment globs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -97,3 +98,28 @@ def test_metric_directions_ignore_case_and_override_the_defaults() -> None:
 def test_experiment_globs_become_like_patterns() -> None:
     assert glob_to_like("CIFAR*") == "CIFAR%"
     assert glob_to_like("exp_?%") == "exp\\__\\%"
+
+
+def test_read_ahead_yields_in_order_and_raises_where_the_reader_failed() -> None:
+    from etl.extract.parallel import read_ahead
+
+    def pages() -> Iterator[int]:
+        yield from range(5)
+        raise ValueError("the store went away")
+
+    seen = []
+    with pytest.raises(ValueError, match="the store went away"):
+        for page in read_ahead(pages()):
+            seen.append(page)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stops_its_thread_when_the_consumer_stops() -> None:
+    import threading
+
+    from etl.extract.parallel import read_ahead
+
+    for page in read_ahead(iter(range(1_000)), depth=1):
+        if page == 3:
+            break
+    assert not [t for t in threading.enumerate() if t.name == "runreport-read-ahead"]
