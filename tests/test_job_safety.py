@@ -406,6 +406,9 @@ def test_ctrl_c_during_email_says_what_is_true(warehouse: Path, tmp_path: Path) 
                 "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
             ],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # as from a terminal: a shell's background job (nohup, `&`) passes SIGINT on
+            # ignored, and Python then never raises KeyboardInterrupt
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         assert accepted.wait(120), "runreport email never connected"
         process.send_signal(signal.SIGINT)
