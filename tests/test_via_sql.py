@@ -22,7 +22,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput
 
 from etl.config import load_config
 from etl.errors import ConfigError
-from etl.extract import reader
+from etl.extract import reader, sql_store
 from etl.extract.parallel import page_records
 from etl.extract.sql_store import TESTED_REVISIONS, open_snapshot
 from etl.refresh import run_extract
@@ -240,7 +240,22 @@ def test_config_key_warehouse_via(tmp_path: Path) -> None:
 
 
 def test_incremental_via_sql_equals_full(tmp_path: Path) -> None:
-    facts = build_rich_store(tmp_path / "store")
+    check_incremental_equals_full(build_rich_store(tmp_path / "store"), tmp_path)
+
+
+def test_incremental_via_sql_equals_full_on_postgres(
+    postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL reads the changed runs by an id array, SQLite by a list of parameters."""
+    uri = postgres.new_database("incremental")
+    MlflowClient(uri).search_experiments()  # creates the schema
+    with contextlib.chdir(tmp_path):
+        facts = build_rich_store(tmp_path, uri)
+    check_incremental_equals_full(facts, tmp_path)
+
+
+def check_incremental_equals_full(facts: StoreFacts, tmp_path: Path) -> None:
     uri, runs, experiments = facts.uri, facts.run_ids, facts.experiment_ids
     client = MlflowClient(uri)
     client.delete_run(runs["failed"])  # deleted before the first extract, restored after
@@ -378,10 +393,46 @@ def pg_rich_store(
         return build_rich_store(folder, uri)
 
 
-def test_postgres_store_equals_search_runs(pg_rich_store: StoreFacts) -> None:
-    got = via_sql(pg_rich_store.uri)
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_postgres_store_equals_search_runs(pg_rich_store: StoreFacts, driver: str) -> None:
+    """Both drivers MLflow users run PostgreSQL with; their own cursors are read."""
+    uri = pg_rich_store.uri.replace("postgresql://", f"postgresql+{driver}://", 1)
+    got = via_sql(uri)
     assert_same(via_search_runs(pg_rich_store.uri), got)
     assert_rich_store_values(got, pg_rich_store)
+
+
+def test_postgres_drivers_without_named_cursors_read_through_sqlalchemy(
+    pg_rich_store: StoreFacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_store, "NAMED_CURSOR_DRIVERS", ())
+    assert_same(via_search_runs(pg_rich_store.uri), via_sql(pg_rich_store.uri))
+
+
+def test_a_table_the_role_cannot_read_fails_in_one_line_and_keeps_the_warehouse(
+    pg_rich_store: StoreFacts,
+    postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    postgres.execute(
+        "create role partial login password 'p4rt'; "
+        "grant select on all tables in schema public to partial; "
+        "revoke select on params from partial",
+        database="rich",
+    )
+    db = tmp_path / "runs.duckdb"
+    assert run_cli("extract", "--tracking-uri", pg_rich_store.uri, "--db", str(db)).exit_code == 0
+    before = digest(db)
+    uri = postgres.uri("rich", "partial", "p4rt")
+    result = run_cli("extract", "--via", "sql", "--tracking-uri", uri, "--db", str(db))
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(
+        "runreport: error: reading the tracking store postgresql://partial:***@127.0.0.1:"
+    ), last
+    assert "failed: permission denied for table params." in last
+    assert "p4rt" not in result.output
+    assert digest(db) == before
 
 
 def test_postgres_through_the_http_server(pg_rich_store: StoreFacts) -> None:

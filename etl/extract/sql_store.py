@@ -13,16 +13,18 @@ values MLflow's SqlAlchemyStore would return (mlflow/store/tracking/sqlalchemy_s
 
 Guarded: only schema revisions (`alembic_version`) tested against search_runs are read;
 everything is read in one read-only transaction (one snapshot) and nothing is written.
-No MLflow import: SQLite goes through the stdlib, other databases through SQLAlchemy.
+No MLflow import: SQLite goes through the stdlib, PostgreSQL through a SQLAlchemy connection
+and the driver's own cursor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -37,8 +39,15 @@ from etl.schema import empty_records
 TESTED_REVISIONS = {"dc11669786a5": "mlflow 3.17"}
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 CHUNK_ROWS = 50_000
-# Run ids per `in (...)` list when reading some runs only (an incremental extract).
-ID_BATCH = 500
+# Run ids per batch when reading some runs only (an incremental extract): SQLite binds
+# them one by one in an `in (...)` list, PostgreSQL as one array (`= any(...)`, one index
+# scan per table; 500-id lists cost PostgreSQL 2-3x more per run).
+SQLITE_ID_BATCH = 500
+ARRAY_ID_BATCH = 10_000
+# PostgreSQL drivers whose cursors take a name (a server-side cursor): their rows are read
+# on the driver's own cursor, as SQLAlchemy's result rows cost 3x the read itself (1.7 s
+# against 0.5 s for 600,000 rows); other drivers go through SQLAlchemy's streaming.
+NAMED_CURSOR_DRIVERS = ("psycopg", "psycopg2")
 DEFAULT_WORKSPACE = "default"
 
 Row = Sequence[Any]
@@ -79,29 +88,64 @@ _RUN_TABLE_SQL = {
 
 
 class _Source(Protocol):
+    id_batch: int
+
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]: ...
+
+    def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """The condition `<column> {condition}` that holds for these ids, and its params."""
+        ...
 
 
 @dataclass
 class _SqliteSource:
     con: sqlite3.Connection
+    id_batch: int = SQLITE_ID_BATCH
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
         cursor = self.con.execute(sql, params)
         while rows := cursor.fetchmany(CHUNK_ROWS):
             yield rows
 
+    def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        names = {f"id{i}": run_id for i, run_id in enumerate(run_ids)}
+        return f"in ({', '.join(':' + name for name in names)})", names
+
 
 @dataclass
 class _SqlAlchemySource:
     con: Any  # sqlalchemy.engine.Connection
+    id_batch: int = ARRAY_ID_BATCH
+    cursor_numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
         from sqlalchemy import text
 
-        # a server-side cursor: a table streams in chunks instead of arriving whole
-        statement = text(sql).execution_options(stream_results=True)
-        yield from self.con.execute(statement, dict(params)).partitions(CHUNK_ROWS)
+        statement = text(sql)
+        if self.con.dialect.driver not in NAMED_CURSOR_DRIVERS:
+            # SQLAlchemy's server-side cursor: a table streams in chunks, not whole
+            options = statement.execution_options(stream_results=True)
+            yield from self.con.execute(options, dict(params)).partitions(CHUNK_ROWS)
+            return
+        compiled = statement.compile(dialect=self.con.dialect)  # the driver's paramstyle
+        driver = self.con.connection.dbapi_connection
+        cursor = driver.cursor(name=f"runreport_{next(self.cursor_numbers)}")
+        try:
+            cursor.execute(compiled.string, compiled.construct_params(dict(params)))
+            while rows := cursor.fetchmany(CHUNK_ROWS):
+                yield rows
+        except self.con.dialect.loaded_dbapi.Error as exc:
+            raise StoreReadError(str(exc)) from exc
+        finally:
+            with contextlib.suppress(Exception):  # in a failed transaction, close fails too
+                cursor.close()
+
+    def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        return "= any(:ids)", {"ids": list(run_ids)}  # the drivers bind a list as an array
+
+
+class StoreReadError(Exception):
+    """The database driver failed while a table was read."""
 
 
 class StoreSnapshot:
@@ -137,15 +181,15 @@ class StoreSnapshot:
         """(runs in batch, records) for every run, or for these runs only.
 
         Every run: each table is streamed whole, CHUNK_ROWS rows a batch (the count is
-        non-zero only for batches of `runs`). Some runs: ID_BATCH runs a batch, all tables.
+        non-zero only for batches of `runs`). Some runs: the source's id_batch runs a batch,
+        all tables.
         """
         tables = [t for t in _RUN_TABLE_SQL if metric_history or t != "metric_history"]
         if run_ids is None:
             yield from self._all_runs(tables)
             return
-        for batch in batched(sorted(set(run_ids)), ID_BATCH):
-            names = {f"id{i}": run_id for i, run_id in enumerate(batch)}
-            where = f"in ({', '.join(':' + name for name in names)})"
+        for batch in batched(sorted(set(run_ids)), self.source.id_batch):
+            where, names = self.source.among(batch)
             records = empty_records()
             for chunk in self.source.chunks(f"{_RUNS_SQL} where r.run_uuid {where}", names):
                 _extend(records["runs"], chunk, ids=2)
@@ -321,7 +365,7 @@ def _check_single_tenant(source: _Source) -> None:
 
 
 def _is_database_error(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, sqlite3.Error | StoreReadError):
         return True
     try:
         from sqlalchemy.exc import SQLAlchemyError

@@ -1,12 +1,14 @@
 """The physical limit of an extract: MLflow's tables copied as they are into DuckDB.
 
     python tests/perf/bare_copy.py /path/to/mlflow.db copy.duckdb
+    python tests/perf/bare_copy.py postgresql://user@127.0.0.1:5432/mlflow copy.duckdb
 
 No joins, no renaming, no NaN or run-name handling: each table the warehouse is built from
-(experiments, experiment_tags, runs, params, tags, latest_metrics) is streamed from SQLite
-with the stdlib driver and appended to DuckDB through Arrow, in chunks. DuckDB's own
-sqlite extension would be the other way, but it is downloaded on first use and this
-machine has no network.
+(experiments, experiment_tags, runs, params, tags, latest_metrics) is streamed from the
+store (SQLite with the stdlib driver, PostgreSQL with psycopg's server-side cursor) and
+appended to DuckDB through Arrow, in chunks. DuckDB's own sqlite and postgres extensions
+would be the other way, but they are downloaded on first use and this machine has no
+network.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -24,15 +27,28 @@ TABLES = ("experiments", "experiment_tags", "runs", "params", "tags", "latest_me
 CHUNK_ROWS = 50_000
 
 
-def bare_copy(store: Path, db: Path) -> int:
+def connect(store: str) -> Any:
+    """A DB-API connection to the SQLite file (read-only) or the PostgreSQL URI."""
+    if store.startswith("postgresql"):
+        import psycopg
+
+        return psycopg.connect(store)
+    return sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+
+
+def bare_copy(store: str, db: Path) -> int:
     """Copy the tables; returns the rows copied."""
-    source = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    source = connect(store)
     target = duckdb.connect(str(db))
     target.execute("set memory_limit = '32MB'; set threads = 1")
     copied = 0
     try:
         for table in TABLES:
-            cursor = source.execute(f"select * from {table}")
+            # a named cursor streams from PostgreSQL; SQLite's cursors always stream
+            cursor = (
+                source.cursor(name=table) if store.startswith("postgresql") else source.cursor()
+            )
+            cursor.execute(f"select * from {table}")
             names = [d[0] for d in cursor.description]
             created = False
             while rows := cursor.fetchmany(CHUNK_ROWS):
@@ -51,7 +67,7 @@ def bare_copy(store: Path, db: Path) -> int:
 
 def main() -> None:
     began = time.perf_counter()
-    rows = bare_copy(Path(sys.argv[1]), Path(sys.argv[2]))
+    rows = bare_copy(sys.argv[1], Path(sys.argv[2]))
     print(json.dumps({"rows": rows, "seconds": round(time.perf_counter() - began, 3)}))
 
 
