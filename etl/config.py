@@ -176,7 +176,7 @@ class Config:
         flag="--via",
         check=one_of("search_runs", "sql"),
         help="How the extract reads the store: search_runs (MLflow's API, any store: the "
-        "reference) or sql (a SQLite/PostgreSQL store's tables directly, read-only, faster).",
+        "reference) or sql (a SQLite/PostgreSQL/MySQL store's tables directly, read-only, faster).",
     )
     page_size: int = setting(
         "warehouse.page_size",

@@ -1,6 +1,6 @@
 """`--via sql`: the records read straight from a SQL store's tables equal what search_runs
-returns, on SQLite, on PostgreSQL and through a real mlflow server; unknown schema
-revisions are refused; the store is only read, in one snapshot."""
+returns, on SQLite, on PostgreSQL, on MySQL (Debian's MariaDB) and through a real mlflow
+server; unknown schema revisions are refused; the store is only read, in one snapshot."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from etl.warehouse.build import WarehouseBuilder
 from etl.warehouse.views import create_views
 from tests import conftest
 from tests.conftest import LONG_TAG, StoreFacts, build_rich_store, log_run, run_cli
+from tests.mysql import MysqlServer, mysql  # noqa: F401  (a fixture)
 from tests.perf.make_store import generate_store
 from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
 from tests.test_entities import CONTEXT, build_entity_store
@@ -465,3 +466,47 @@ def test_postgres_reads_one_snapshot(pg_rich_store: StoreFacts) -> None:
     read = [run_id for r in records for run_id in r["runs"]["run_id"]]
     assert len(read) == before and added not in read
     assert client.get_run(added).info.run_name == "while reading"
+
+
+# --- MySQL (MariaDB) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def my_rich_store(
+    mysql: MysqlServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StoreFacts:
+    """build_rich_store's store, on MySQL."""
+    uri = mysql.new_database("rich")
+    MlflowClient(uri).search_experiments()  # creates the schema
+    folder = tmp_path_factory.mktemp("my-rich")
+    with contextlib.chdir(folder):
+        return build_rich_store(folder, uri)
+
+
+def test_mysql_store_equals_search_runs(my_rich_store: StoreFacts) -> None:
+    got = via_sql(my_rich_store.uri)
+    assert_same(via_search_runs(my_rich_store.uri), got)
+    assert_rich_store_values(got, my_rich_store)
+
+
+def test_mysql_needs_only_read_access(
+    my_rich_store: StoreFacts,
+    mysql: MysqlServer,  # noqa: F811
+) -> None:
+    mysql.execute(
+        "create user 'reader'@'%' identified by 'r3ad'; grant select on rich.* to 'reader'@'%'"
+    )
+    reader_uri = mysql.uri("rich", "reader", "r3ad")
+    assert_same(via_sql(my_rich_store.uri), via_sql(reader_uri))
+
+
+def test_incremental_via_sql_equals_full_on_mysql(
+    mysql: MysqlServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    uri = mysql.new_database("incremental")
+    MlflowClient(uri).search_experiments()  # creates the schema
+    with contextlib.chdir(tmp_path):
+        facts = build_rich_store(tmp_path, uri)
+    check_incremental_equals_full(facts, tmp_path)

@@ -14,7 +14,7 @@ values MLflow's SqlAlchemyStore would return (mlflow/store/tracking/sqlalchemy_s
 Guarded: only schema revisions (`alembic_version`) tested against search_runs are read;
 everything is read in one read-only transaction (one snapshot) and nothing is written.
 No MLflow import: SQLite goes through the stdlib, PostgreSQL through a SQLAlchemy connection
-and the driver's own cursor.
+and the driver's own cursor, MySQL (and MariaDB) through SQLAlchemy's streamed results.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from etl.schema import empty_records
 # alembic revision -> the MLflow version whose migrations end there; each one here has been
 # checked against search_runs by tests/test_via_sql.py.
 TESTED_REVISIONS = {"dc11669786a5": "mlflow 3.17"}
-SUPPORTED_SCHEMES = ("sqlite", "postgresql")
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
 CHUNK_ROWS = 50_000
-# Run ids per batch when reading some runs only (an incremental extract): SQLite binds
-# them one by one in an `in (...)` list, PostgreSQL as one array (`= any(...)`, one index
-# scan per table; 500-id lists cost PostgreSQL 2-3x more per run).
-SQLITE_ID_BATCH = 500
+# Run ids per batch when reading some runs only (an incremental extract): SQLite and MySQL
+# bind them one by one in an `in (...)` list, PostgreSQL as one array (`= any(...)`, one
+# index scan per table; 500-id lists cost PostgreSQL 2-3x more per run).
+LIST_ID_BATCH = 500
 ARRAY_ID_BATCH = 10_000
 # PostgreSQL drivers whose cursors take a name (a server-side cursor): their rows are read
 # on the driver's own cursor, as SQLAlchemy's result rows cost 3x the read itself (1.7 s
@@ -88,7 +88,10 @@ _RUN_TABLE_SQL = {
 
 
 class _Source(Protocol):
-    id_batch: int
+    @property
+    def id_batch(self) -> int:
+        """Run ids a query when reading some runs only."""
+        ...
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]: ...
 
@@ -97,10 +100,15 @@ class _Source(Protocol):
         ...
 
 
+def _in_list(run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    names = {f"id{i}": run_id for i, run_id in enumerate(run_ids)}
+    return f"in ({', '.join(':' + name for name in names)})", names
+
+
 @dataclass
 class _SqliteSource:
     con: sqlite3.Connection
-    id_batch: int = SQLITE_ID_BATCH
+    id_batch: int = LIST_ID_BATCH
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
         cursor = self.con.execute(sql, params)
@@ -108,15 +116,17 @@ class _SqliteSource:
             yield rows
 
     def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        names = {f"id{i}": run_id for i, run_id in enumerate(run_ids)}
-        return f"in ({', '.join(':' + name for name in names)})", names
+        return _in_list(run_ids)
 
 
 @dataclass
 class _SqlAlchemySource:
     con: Any  # sqlalchemy.engine.Connection
-    id_batch: int = ARRAY_ID_BATCH
     cursor_numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def id_batch(self) -> int:
+        return ARRAY_ID_BATCH if self.con.dialect.name == "postgresql" else LIST_ID_BATCH
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
         from sqlalchemy import text
@@ -141,6 +151,8 @@ class _SqlAlchemySource:
                 cursor.close()
 
     def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        if self.con.dialect.name != "postgresql":
+            return _in_list(run_ids)
         return "= any(:ids)", {"ids": list(run_ids)}  # the drivers bind a list as an array
 
 
@@ -282,7 +294,7 @@ def open_snapshot(uri: str) -> Iterator[StoreSnapshot]:
     scheme = urlsplit(uri).scheme.lower().split("+", 1)[0]
     if scheme not in SUPPORTED_SCHEMES:
         raise ConfigError(
-            f"--via sql reads SQLite and PostgreSQL tracking stores, not {redact(uri)}",
+            f"--via sql reads SQLite, PostgreSQL and MySQL tracking stores, not {redact(uri)}",
             "Use --via search_runs (the default) for this tracking URI",
         )
     opener = _sqlite_source if scheme == "sqlite" else _sqlalchemy_source
@@ -322,6 +334,11 @@ def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
     engine = create_engine(uri, poolclass=NullPool)
     try:
         with engine.connect() as con:
+            if engine.dialect.name == "mysql":
+                # the queries quote identifiers ("key") the standard way; a session setting
+                con.exec_driver_sql(
+                    "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'ANSI_QUOTES')"
+                )
             con.exec_driver_sql("set transaction isolation level repeatable read, read only")
             try:
                 yield _SqlAlchemySource(con)
