@@ -4,6 +4,7 @@ report window and its periods, metric directions and experiment globs."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -11,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from etl.report.data import make_window, next_period, period_of, period_start, periods_of_window
+from etl.resources import sql_dir
 from etl.values import FLOAT_MAX, cell, safe_text, to_json, to_text
 from etl.warehouse.settings import ViewSettings, glob_to_like
 
@@ -123,3 +125,15 @@ def test_read_ahead_stops_its_thread_when_the_consumer_stops() -> None:
         if page == 3:
             break
     assert not [t for t in threading.enumerate() if t.name == "runreport-read-ahead"]
+
+
+def test_the_views_spell_the_infinity_stand_in_as_the_python_side_does() -> None:
+    """SQL cannot import FLOAT_MAX: every literal of it in sql/ must be that double, and
+    every view file that tells finite values apart must use it."""
+    literals = {
+        path.name: re.findall(r"\d\.\d+e[+]?\d+", path.read_text())
+        for path in sql_dir().glob("*.sql")
+    }
+    using = {name for name, found in literals.items() if found}
+    assert using == {"metric_values.sql", "metric_curves.sql", "best_logged_model.sql"}
+    assert {float(text) for found in literals.values() for text in found} == {FLOAT_MAX}
