@@ -147,6 +147,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require(kind: str, problem: str | None) -> None:
+    """Skip the tests that need a part this machine lacks (a server, a browser, Java);
+    under CI=true, where .ci/run installs it, fail them instead."""
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{kind} tests cannot run: {problem}")
+    pytest.skip(f"{kind} tests skipped: {problem}")
+
+
 @dataclass
 class MlflowServer:
     uri: str
@@ -226,10 +236,7 @@ def chromium() -> Iterator[Any]:
         problem = "the playwright python package is not installed (pip install playwright)"
     if problem is None and not CHROMIUM.is_file():
         problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser test cannot run: {problem}")
-        pytest.skip(f"browser test skipped: {problem}")
+    require("browser", problem)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True

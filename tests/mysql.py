@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require
 
 USER, PASSWORD = "runreport", "s3cret"
 
@@ -112,10 +112,6 @@ def _wait_until_up(server: MysqlServer, process: subprocess.Popen[bytes]) -> Non
 
 @pytest.fixture(scope="session")
 def mysql() -> Iterator[MysqlServer]:
-    problem = _missing()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MySQL tests cannot run: {problem}")
-        pytest.skip(f"MySQL tests skipped: {problem}")
+    require("MySQL", _missing())
     with _server() as server:
         yield server

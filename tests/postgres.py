@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require
 
 SUPERUSER = "postgres"
 
@@ -103,11 +103,7 @@ def _cluster(bin_dir: Path) -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    problem = _missing()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL tests cannot run: {problem}")
-        pytest.skip(f"PostgreSQL tests skipped: {problem}")
+    require("PostgreSQL", _missing())
     bin_dir = server_binaries()
     assert bin_dir is not None
     with _cluster(bin_dir) as cluster:

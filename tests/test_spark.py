@@ -28,7 +28,7 @@ import sqlglot
 from etl.errors import JobFailed
 from etl.warehouse.dialects import view_statements
 from etl.warehouse.views import view_files
-from tests.conftest import build_rich_store, run_cli
+from tests.conftest import build_rich_store, require, run_cli
 from tests.test_extract import assert_one_line_error, extract
 
 VIEWS = sorted(view_files())
@@ -143,10 +143,7 @@ def spark() -> Iterator[Any]:
         problem = "pyspark is not installed (pip install -e '.[spark]')"
     if problem is None and not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         problem = "no Java runtime (Spark needs Java 17)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Spark test cannot run: {problem}")
-        pytest.skip(f"Spark test skipped: {problem}")
+    require("Spark", problem)
     session = (
         SparkSession.builder.master("local[1]")
         .appName("runreport-tests")

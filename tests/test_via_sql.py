@@ -249,10 +249,7 @@ def test_incremental_via_sql_equals_full_on_postgres(
     tmp_path: Path,
 ) -> None:
     """PostgreSQL reads the changed runs by an id array, SQLite by a list of parameters."""
-    uri = postgres.new_database("incremental")
-    MlflowClient(uri).search_experiments()  # creates the schema
-    with contextlib.chdir(tmp_path):
-        facts = build_rich_store(tmp_path, uri)
+    facts = rich_store_in(postgres.new_database("incremental"), tmp_path)
     check_incremental_equals_full(facts, tmp_path)
 
 
@@ -387,9 +384,12 @@ def pg_rich_store(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> StoreFacts:
     """build_rich_store's store, on PostgreSQL."""
-    uri = postgres.new_database("rich")
+    return rich_store_in(postgres.new_database("rich"), tmp_path_factory.mktemp("pg-rich"))
+
+
+def rich_store_in(uri: str, folder: Path) -> StoreFacts:
+    """build_rich_store's store in the empty database at `uri`, its artifacts in `folder`."""
     MlflowClient(uri).search_experiments()  # creates the schema
-    folder = tmp_path_factory.mktemp("pg-rich")
     with contextlib.chdir(folder):
         return build_rich_store(folder, uri)
 
@@ -477,11 +477,7 @@ def my_rich_store(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> StoreFacts:
     """build_rich_store's store, on MySQL."""
-    uri = mysql.new_database("rich")
-    MlflowClient(uri).search_experiments()  # creates the schema
-    folder = tmp_path_factory.mktemp("my-rich")
-    with contextlib.chdir(folder):
-        return build_rich_store(folder, uri)
+    return rich_store_in(mysql.new_database("rich"), tmp_path_factory.mktemp("my-rich"))
 
 
 def test_mysql_store_equals_search_runs(my_rich_store: StoreFacts) -> None:
@@ -505,8 +501,6 @@ def test_incremental_via_sql_equals_full_on_mysql(
     mysql: MysqlServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    uri = mysql.new_database("incremental")
-    MlflowClient(uri).search_experiments()  # creates the schema
-    with contextlib.chdir(tmp_path):
-        facts = build_rich_store(tmp_path, uri)
-    check_incremental_equals_full(facts, tmp_path)
+    check_incremental_equals_full(
+        rich_store_in(mysql.new_database("incremental"), tmp_path), tmp_path
+    )
