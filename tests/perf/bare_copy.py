@@ -17,6 +17,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +28,28 @@ TABLES = ("experiments", "experiment_tags", "runs", "params", "tags", "latest_me
 CHUNK_ROWS = 50_000
 
 
-def connect(store: str) -> Any:
-    """A DB-API connection to the SQLite file (read-only) or the PostgreSQL URI."""
+def connect(store: str) -> tuple[Any, Callable[[str], Any]]:
+    """A DB-API connection to the SQLite file (read-only) or the PostgreSQL URI, and how to
+    open a cursor that streams a table: a named one on PostgreSQL (server-side); SQLite's
+    cursors always stream."""
     if store.startswith("postgresql"):
         import psycopg
 
-        return psycopg.connect(store)
-    return sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        con = psycopg.connect(store)
+        return con, lambda table: con.cursor(name=table)
+    lite = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    return lite, lambda table: lite.cursor()
 
 
 def bare_copy(store: str, db: Path) -> int:
     """Copy the tables; returns the rows copied."""
-    source = connect(store)
+    source, streaming_cursor = connect(store)
     target = duckdb.connect(str(db))
     target.execute("set memory_limit = '32MB'; set threads = 1")
     copied = 0
     try:
         for table in TABLES:
-            # a named cursor streams from PostgreSQL; SQLite's cursors always stream
-            cursor = (
-                source.cursor(name=table) if store.startswith("postgresql") else source.cursor()
-            )
+            cursor = streaming_cursor(table)
             cursor.execute(f"select * from {table}")
             names = [d[0] for d in cursor.description]
             created = False
