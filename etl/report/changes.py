@@ -24,11 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from etl.report.data import ReportData, Row
+from etl.report.model import REPORT_JSON, ReportData, Row
 from etl.values import to_json
 
 log = logging.getLogger("runreport")
-REPORT_JSON = "report.json"
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""The report's charts as PNG files, drawn by matplotlib (Agg: no display needed).
+"""The report's charts as PNG files, drawn by matplotlib (Agg: no display needed), and
+as data URIs for the HTML report.
 
 Labels come from user input (estimator names), so math text is off: a `$` stays a `$`.
 """
 
 from __future__ import annotations
 
+import base64
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +20,10 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-# The badge colours of the HTML report, so a chart and its table agree; one per status of
-# etl.report.data.STATUSES, in that order.
+from etl.report.model import CurveGroup
+
+# One per status of etl.report.model.STATUSES, in that order, in the hues of the HTML
+# report's status badges (templates/_colours.css.j2), so a chart and its table agree.
 STATUS_COLOURS = {
     "FINISHED": "#2f855a",
     "FAILED": "#c53030",
@@ -63,6 +67,10 @@ def _save(fig: Figure, path: Path) -> Path:
         fig.savefig(path, dpi=DPI, facecolor="white")
     plt.close(fig)
     return path
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 TICK_FORMATS = {"day": "%b %d", "week": "%b %d", "month": "%b %y"}
@@ -153,3 +161,26 @@ def estimator_chart(rows: Sequence[dict[str, Any]], path: Path, limit: int = 12)
 def status_chart(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     colours = [STATUS_COLOURS.get(row["status"], OTHER_COLOUR) for row in rows]
     return horizontal_bars([r["status"] for r in rows], [r["runs"] for r in rows], path, colours)
+
+
+def curve_chart(group: CurveGroup, path: Path) -> Path:
+    """A learning-curve chart: one line per run, metric against step; the leader drawn
+    heaviest."""
+    direction = "higher is better" if group.greater_is_better else "lower is better"
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
+        for curve in group.curves:
+            ax.plot(
+                curve.steps,
+                curve.values,
+                linewidth=2.2 if curve.rank == 1 else 1.2,
+                marker="o" if len(curve.steps) == 1 else None,
+                label=f"#{curve.rank} {_label(curve.run_name or curve.run_id)}",
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel(_label(group.metric_key))
+        ax.set_title(f"{_label(group.experiment_name)}: {direction}", loc="left")
+        ax.grid(True, color=GRID, linewidth=0.6)
+        ax.margins(x=0.02)
+        ax.legend(fontsize=8, frameon=False, loc="best")
+    return _save(fig, path)

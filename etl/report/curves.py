@@ -1,6 +1,6 @@
 """Learning curves: each experiment's primary metric against step for its leaderboard's top
-runs, read from metric_history (filled by `--metric-history`), one matplotlib chart per
-experiment, with each run's metric_curves row beside it.
+runs, read from metric_history (filled by `--metric-history`), one chart per experiment
+(etl/report/charts.py), with each run's metric_curves row beside it.
 
 The top runs are ranked as the leaderboard ranks them (finite latest value of the primary
 metric, best first, then the earliest start, then run id); runs without history of that
@@ -9,17 +9,14 @@ key are left out, each keeping its rank.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import matplotlib.pyplot as plt
 
-from etl.report import charts
+from etl.report.charts import curve_chart, png_data_uri
+from etl.report.model import TOP_RUNS, Curve, CurveGroup, LearningCurves
 from etl.values import FLOAT_MAX
 
-TOP_RUNS = 5
 MAX_EXPERIMENTS = 12
 
 TOP_RUNS_SQL = """
@@ -71,34 +68,6 @@ order by step, timestamp
 """
 
 
-@dataclass
-class Curve:
-    rank: int
-    run_id: str
-    run_name: str | None
-    row: dict[str, Any]  # the run's metric_curves figures
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-
-@dataclass
-class CurveGroup:
-    experiment_id: str
-    experiment_name: str
-    metric_key: str
-    greater_is_better: bool
-    curves: list[Curve] = field(default_factory=list)
-    data_uri: str = ""
-
-
-@dataclass
-class LearningCurves:
-    has_history: bool = False
-    groups: list[CurveGroup] = field(default_factory=list)
-    more_experiments: int = 0
-    top_runs: int = TOP_RUNS
-
-
 def load_curves(con: duckdb.DuckDBPyConnection) -> LearningCurves:
     """The curves of each experiment's top runs; has_history False when metric_history is
     empty (or the warehouse predates the metric_curves view)."""
@@ -132,33 +101,8 @@ def load_curves(con: duckdb.DuckDBPyConnection) -> LearningCurves:
     return LearningCurves(True, shown[:MAX_EXPERIMENTS], max(0, len(shown) - MAX_EXPERIMENTS))
 
 
-def drawn_curves(curves: LearningCurves | None, work: Path) -> LearningCurves:
+def drawn_curves(curves: LearningCurves, work: Path) -> LearningCurves:
     """The curves with each group's chart drawn into `work` and embedded as a data URI."""
-    from etl.report.render import png_data_uri  # render calls this module
-
-    curves = curves or LearningCurves()
     for number, group in enumerate(curves.groups, start=1):
         group.data_uri = png_data_uri(curve_chart(group, work / f"learning_curves_{number}.png"))
     return curves
-
-
-def curve_chart(group: CurveGroup, path: Path) -> Path:
-    """One line per run, metric against step; the leader drawn heaviest."""
-    direction = "higher is better" if group.greater_is_better else "lower is better"
-    with plt.rc_context(charts.STYLE):
-        fig, ax = plt.subplots(figsize=(charts.WIDTH_IN, 3.0), layout="constrained")
-        for curve in group.curves:
-            ax.plot(
-                curve.steps,
-                curve.values,
-                linewidth=2.2 if curve.rank == 1 else 1.2,
-                marker="o" if len(curve.steps) == 1 else None,
-                label=f"#{curve.rank} {charts._label(curve.run_name or curve.run_id)}",
-            )
-        ax.set_xlabel("step")
-        ax.set_ylabel(charts._label(group.metric_key))
-        ax.set_title(f"{charts._label(group.experiment_name)}: {direction}", loc="left")
-        ax.grid(True, color=charts.GRID, linewidth=0.6)
-        ax.margins(x=0.02)
-        ax.legend(fontsize=8, frameon=False, loc="best")
-    return charts._save(fig, path)

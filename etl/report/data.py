@@ -13,105 +13,31 @@ and months) only the periods with runs; newest first either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
 
-from etl.report.curves import LearningCurves, load_curves
-from etl.warehouse.sources import SOURCE_COLUMN
-
-if TYPE_CHECKING:
-    from etl.report.entities import Entities
-
-# Every view the report reads; each is also written whole to <view>.csv.
-VIEWS_USED = (
-    "runs_per_day",
-    "parents_left_open",
-    "unranked_experiments",
-    "runs_by_status",
-    "runs_per_estimator",
-    "runs_per_user",
-    "leaderboard",
-    "nested_searches",
-    "failed_runs",
-    "zombie_runs",
-    "duplicate_run_names",
-    "recent_runs",
-    "metric_summary",
-    # the Models, Datasets and GenAI sections (etl/report/entities.py)
-    "model_versions_registered",
-    "alias_moves",
-    "best_logged_model",
-    "runs_per_dataset",
-    "traces_per_day",
-    "assessment_pass_rates",
+from etl.report.curves import load_curves
+from etl.report.entities import load_entities
+from etl.report.model import (
+    SCREENFUL,
+    STATUSES,
+    VIEWS_USED,
+    Clock,
+    ReportData,
+    Row,
+    Section,
+    ViewRows,
+    Window,
 )
-SCREENFUL = 25
+from etl.schema import SOURCE_COLUMN
+
 DUPLICATES_SHOWN = 20
 DAILY_UP_TO = 62
 WEEKLY_UP_TO = 182
 TREND_WINDOWS = 4  # earlier windows of the same length each experiment is compared with
-STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
-
-Row = dict[str, Any]
-
-
-@dataclass
-class ViewRows:
-    name: str
-    columns: list[str]
-    rows: list[Row]
-
-    def tuples(self) -> list[tuple[Any, ...]]:
-        return [tuple(row[column] for column in self.columns) for row in self.rows]
-
-
-@dataclass
-class Window:
-    start: datetime  # UTC
-    days: int
-    first_day: date  # in the report's time zone
-    report_day: date
-    since: date | None
-
-
-@dataclass
-class Section:
-    """One table of the report: the rows shown, and how many the full list holds."""
-
-    view: str
-    rows: list[Row]
-    total: int  # rows in this section (in the window, where it applies)
-    in_view: int  # rows in the whole view, i.e. in <view>.csv
-    windowed: bool = False
-
-    @property
-    def csv(self) -> str:
-        return f"{self.view}.csv"
-
-    @property
-    def more(self) -> int:
-        return self.total - len(self.rows)
-
-
-@dataclass
-class ReportData:
-    timezone: str
-    window: Window
-    generated_at: datetime
-    figures: dict[str, Any]
-    views: dict[str, ViewRows]
-    sections: dict[str, Section] = field(default_factory=dict)
-    period: str = "day"  # "day", "week" or "month": what one row of per_day counts
-    per_day: list[Row] = field(default_factory=list)  # every period of the window, oldest first
-    trends: list[Row] = field(default_factory=list)
-    tracking_uri: str | None = None
-    sources: int = 1  # tracking stores combined in the warehouse ([[sources]])
-    curves: LearningCurves | None = None
-    entities: Entities | None = None
 
 
 def read_settings_timezone(con: duckdb.DuckDBPyConnection) -> str:
@@ -128,7 +54,7 @@ def read_view(con: duckdb.DuckDBPyConnection, name: str) -> ViewRows:
 
 def make_window(now: datetime, zone: str, since: date | None, days: int) -> Window:
     tz = ZoneInfo(zone)
-    report_day = now.astimezone(tz).date()
+    report_day = Clock(zone, now).today
     if since is not None:
         start = datetime.combine(since, time(0), tzinfo=tz).astimezone(timezone.utc)
         days = max((report_day - since).days + 1, 1)
@@ -137,23 +63,25 @@ def make_window(now: datetime, zone: str, since: date | None, days: int) -> Wind
     return Window(start, days, start.astimezone(tz).date(), report_day, since)
 
 
+def read_clock(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> Clock:
+    """The report's clock: `now` (default: the current time) in the warehouse's time zone."""
+    return Clock(read_settings_timezone(con), now)
+
+
 def load_report_data(
-    con: duckdb.DuckDBPyConnection, now: datetime, since: date | None, days: int
+    con: duckdb.DuckDBPyConnection, clock: Clock, since: date | None, days: int
 ) -> ReportData:
-    zone = read_settings_timezone(con)
-    window = make_window(now, zone, since, days)
+    window = make_window(clock.now, clock.timezone, since, days)
     views = {name: read_view(con, name) for name in VIEWS_USED}
-    data = ReportData(zone, window, now, {}, views)
+    data = ReportData(clock, window, {}, views)
     data.figures = headline_figures(con, data)
     data.period = period_of(window)
     data.per_day = periods_of_window(views["runs_per_day"].rows, window, data.period)
     data.sections = sections(views, window, data.per_day)
-    data.trends = experiment_trends(con, window, now)
+    data.trends = experiment_trends(con, window, clock.now)
     data.tracking_uri = last_tracking_uri(con)
     data.sources = source_count(con)
     data.curves = load_curves(con)
-    from etl.report.entities import load_entities  # it builds on this module
-
     data.entities = load_entities(views, window)
     data.figures.update(data.entities.figures())
     return data
@@ -167,10 +95,6 @@ def last_tracking_uri(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0] if row else None
 
 
-def in_window(rows: list[Row], window: Window, column: str = "start_time") -> list[Row]:
-    return [row for row in rows if row[column] is not None and row[column] >= window.start]
-
-
 def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[str, Any]:
     views, window = data.views, data.window
     experiments = con.execute(
@@ -179,7 +103,7 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
     by_status: dict[str, int] = {}
     for row in views["runs_by_status"].rows:  # a row per source in a warehouse of several
         by_status[row["status"]] = by_status.get(row["status"], 0) + row["runs"]
-    failed = [r for r in in_window(views["failed_runs"].rows, window) if r["status"] == "FAILED"]
+    failed = [r for r in window.rows_in(views["failed_runs"].rows) if r["status"] == "FAILED"]
     return {
         "date": window.report_day.isoformat(),
         "generated_at": data.generated_at.isoformat(timespec="seconds"),
@@ -187,7 +111,7 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
         "window_days": window.days,
         "experiments": experiments[0] if experiments else 0,
         "runs": sum(by_status.values()),
-        "new_runs": len(in_window(views["recent_runs"].rows, window)),
+        "new_runs": len(window.rows_in(views["recent_runs"].rows)),
         "failed": len(failed),
         "running": by_status.get("RUNNING", 0),
         "zombies": len(views["zombie_runs"].rows),
@@ -297,24 +221,22 @@ def source_count(con: duckdb.DuckDBPyConnection) -> int:
     return max(1, int(row[0]) if row else 1)
 
 
-def cut(view: str, rows: list[Row], in_view: int, windowed: bool = False) -> Section:
-    return Section(view, rows[:SCREENFUL], len(rows), in_view, windowed)
-
-
 def sections(views: dict[str, ViewRows], window: Window, per_day: list[Row]) -> dict[str, Section]:
     def whole(name: str) -> Section:
         rows = views[name].rows
-        return cut(name, rows, len(rows))
+        return Section.screenful(name, rows, len(rows))
 
     def windowed(name: str, column: str = "start_time", shown: int = SCREENFUL) -> Section:
-        rows = in_window(views[name].rows, window, column)
+        rows = window.rows_in(views[name].rows, column)
         return Section(name, rows[:shown], len(rows), len(views[name].rows), True)
 
     newest_first = list(reversed(per_day))
     if len(newest_first) > SCREENFUL or (per_day and per_day[0]["period"] != "day"):
         newest_first = [row for row in newest_first if row["runs"]]
     return {
-        "runs_per_day": cut("runs_per_day", newest_first, len(views["runs_per_day"].rows), True),
+        "runs_per_day": Section.screenful(
+            "runs_per_day", newest_first, len(views["runs_per_day"].rows), True
+        ),
         "parents_left_open": whole("parents_left_open"),
         "unranked_experiments": whole("unranked_experiments"),
         "runs_by_status": whole("runs_by_status"),

@@ -1,19 +1,17 @@
 """How values read in the report: the Jinja filters the templates use.
 
-Every filter returns plain text (escaped by Jinja's autoescape) except `cut`, which builds
-its markup from escaped parts itself.
+Every filter returns plain text (escaped by Jinja's autoescape) except `cut` and
+`short_id`, which build their markup from escaped parts themselves.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from etl.report.data import STATUSES
 from etl.report.links import Links
+from etl.report.model import STATUSES, Clock, Window
 from etl.values import float_text
 
 CUT_AT = 80
@@ -51,25 +49,11 @@ def hours(value: float | None) -> str:
     return f"{value:,.1f} h" if value < 48 else f"{value / 24:,.1f} d"
 
 
-class Clock:
-    """Times in the report's time zone, always with the zone's name."""
-
-    def __init__(self, timezone: str) -> None:
-        self.timezone = timezone
-        self.zone = ZoneInfo(timezone)
-
-    def when(self, value: datetime | None) -> str:
-        if value is None:
-            return ""
-        local = value.astimezone(self.zone)
-        return f"{local:%Y-%m-%d %H:%M} {local.tzname() or self.timezone}"
-
-    def day(self, value: date | datetime | None) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, datetime):
-            value = value.astimezone(self.zone).date()
-        return f"{value:%a %Y-%m-%d}"
+def window_words(window: Window) -> str:
+    """What the window covers, as a heading reads it: "in the last 7 days", "since ..."."""
+    if window.since:
+        return f"since {window.since.isoformat()}"
+    return f"in the last {window.days} day{'s' if window.days != 1 else ''}"
 
 
 def cut(value: object, limit: int = CUT_AT) -> Markup:
@@ -123,6 +107,7 @@ def filters(clock: Clock, links: Links) -> dict[str, object]:
         "hours": hours,
         "when": clock.when,
         "day": clock.day,
+        "window_words": window_words,
         "cut": cut,
         "short_id": short_id,
         "plain_cut": plain_cut,

@@ -1,5 +1,6 @@
-"""Where the report links to: the MLflow UI for runs and experiments, and the address the
-report folder is served at (`report.public_url`), so no page names a local path.
+"""Where the report links to: the MLflow UI for runs, experiments and model versions, and
+the address the report folder is served at (`report.public_url`), so no page names a
+local path.
 
 The UI address: `--ui-url`, RUNREPORT_UI_URL or `report.mlflow_ui_url`; without one,
 the tracking URI of the newest extract when it is http(s) (the UI is served there), with
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from etl.errors import ConfigError
+from etl.report.model import INDEX_HTML
 
 
 def check_url(url: str, what: str) -> str:
@@ -59,5 +61,12 @@ class Links:
             return ""
         return f"{base}/runs/{quote(str(run_id), safe='')}"
 
-    def report_file(self, name: str = "index.html") -> str:
+    def model_version(self, name: object, version: object) -> str:
+        """A registered model version; empty when the UI is unknown."""
+        if not self.ui or name is None or version is None:
+            return ""
+        model, number = quote(str(name), safe=""), quote(str(version), safe="")
+        return f"{self.ui}/#/models/{model}/versions/{number}"
+
+    def report_file(self, name: str = INDEX_HTML) -> str:
         return f"{self.public}/{name}" if self.public else ""

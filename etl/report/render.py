@@ -4,24 +4,24 @@ The folder gets index.html (the full, self-contained report), email.html (CSS in
 charts as cid: images), summary.txt (the email's text part), report.json (the headline
 figures, what changed since the previous report and what the next one compares with),
 the chart PNGs and one CSV per view. It is rendered into a temporary folder beside `out`
-and swapped in only when complete (in one atomic exchange where the system has one), so
-a failed or killed render leaves the previous report whole. Files and the folder follow
-the process umask, so a web server can serve the folder when the umask allows it.
+and swapped in only when complete (etl.warehouse.atomic), so a failed or killed render
+leaves the previous report whole. Files and the folder follow the process umask, so a web
+server can serve the folder when the umask allows it.
 
 The warehouse is opened read-only; `settings` (from --config) are laid over the ones it
-holds for this render only (see etl/warehouse/settings.py).
+holds for this render only (see etl/warehouse/settings.py). The report's clock (its
+moment, and the time zone of those settings) dates the report; `report_clock` gives it to
+a caller that needs the report's day first, as `runreport run` names its folder by it.
 """
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +30,24 @@ import duckdb
 
 from etl.errors import ConfigError, JobFailed
 from etl.report import charts, curves
-from etl.report.changes import REPORT_JSON, Changes, compare, previous_report, state_of
+from etl.report.changes import Changes, compare, previous_report, state_of
 from etl.report.csv_export import write_csv
-from etl.report.data import VIEWS_USED, ReportData, load_report_data
-from etl.report.format import Clock
+from etl.report.data import load_report_data, read_clock
 from etl.report.links import Links
-from etl.report.templates import Templates
+from etl.report.model import (
+    EMAIL_HTML,
+    INDEX_HTML,
+    REPORT_JSON,
+    SUMMARY_TXT,
+    VIEWS_USED,
+    Clock,
+    ReportData,
+    csv_file,
+)
+from etl.report.templates import PAGES, Templates
 from etl.values import to_json
-from etl.warehouse.build import TMP_MARK
+from etl.warehouse.atomic import remove_leftovers, write_folder
 from etl.warehouse.connect import open_warehouse
-from etl.warehouse.folder_swap import remove_leftovers, swap_in
 from etl.warehouse.settings import ViewSettings, apply_settings
 
 if TYPE_CHECKING:
@@ -81,22 +89,22 @@ def render_report(
     ui_url: str | None = None,
     public_url: str | None = None,
     previous: Path | None = None,
+    clock: Clock | None = None,
 ) -> ReportResult:
     """Render every report file into `out` (replaced whole) and return where they are.
 
-    `settings`: the view settings to apply (None: those the warehouse holds). `ui_url`:
-    the MLflow UI runs link to (None: the tracking URI when it is http(s)). `public_url`:
-    where `out` is served, for the email's links. `previous`: the previous report (its
-    folder or report.json) to compare with; default `out/report.json` when present."""
-    now = now or datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+    `now`: the report's moment (None: the current time). `settings`: the view settings to
+    apply (None: those the warehouse holds). `ui_url`: the MLflow UI runs link to (None:
+    the tracking URI when it is http(s)). `public_url`: where `out` is served, for the
+    email's links. `previous`: the previous report (its folder or report.json) to compare
+    with; default `out/report.json` when present. `clock`: the report's clock as
+    `report_clock` read it, in place of `now`."""
+    if clock is not None and now is not None:
+        raise TypeError("render_report takes now or clock, not both")
     pages = Templates(templates)  # a broken template fails before any work
     check_out_folder(out)
-    remove_leftovers(
-        out, TMP_MARK, REPORT_JSON
-    )  # first: it may put back a report a killed render left aside
-    data = read_warehouse(db, now, since, days, settings)
+    remove_leftovers(out, REPORT_JSON)  # first: it may put back a report a killed render left aside
+    data = read_warehouse(db, now, since, days, settings, clock)
     links = Links.resolve(ui_url, public_url, data.tracking_uri)
     if data.sources > 1 and links.ui:
         # one UI address cannot serve the runs of several tracking servers
@@ -104,15 +112,8 @@ def render_report(
         links = Links(None, links.public)
     changes = compare(previous_report(previous or out / REPORT_JSON), data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}", dir=out.parent))
-    try:
-        os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes it 0700
-        result = write_report(data, pages, work, out, links, changes)
-        swap_in(work, out, TMP_MARK)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return result
+    with write_folder(out) as work:
+        return write_report(data, pages, work, out, links, changes)
 
 
 def render_from_config(
@@ -123,6 +124,7 @@ def render_from_config(
     now: datetime | None = None,
     public_url: str | None = None,
     previous: Path | None = None,
+    clock: Clock | None = None,
 ) -> ReportResult:
     """render_report with what the configuration says (etl.config.resolve), as `report`,
     `email` and `run` call it. The view settings apply only where the user gave some."""
@@ -137,18 +139,23 @@ def render_from_config(
         ui_url=config.mlflow_ui_url,
         public_url=public_url or config.public_url,
         previous=previous,
+        clock=clock,
     )
 
 
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def report_clock(config: Config, now: datetime | None = None) -> Clock:
+    """The clock render_from_config(config, ...) reads by: `now` (None: the current time)
+    in the time zone of the warehouse's settings with the configuration's laid over."""
+    with report_connection(config.db, ViewSettings.given_in(config)) as con:
+        return read_clock(con, now)
 
 
-def read_warehouse(
-    db: Path, now: datetime, since: date | None, days: int, settings: ViewSettings | None = None
-) -> ReportData:
+@contextlib.contextmanager
+def report_connection(
+    db: Path, settings: ViewSettings | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse read-only, with `settings` laid over its own; DuckDB's errors while
+    it is read become one JobFailed naming it."""
     con = open_warehouse(db, read_only=True)
     try:
         missing = missing_views(con)
@@ -160,13 +167,25 @@ def read_warehouse(
         try:
             if settings is not None:
                 apply_settings(con, settings)
-            return load_report_data(con, now, since, days)
+            yield con
         except duckdb.Error as exc:
             raise JobFailed(
                 f"reading the views of {db} failed: {exc}", "Run runreport extract again"
             ) from None
     finally:
         con.close()
+
+
+def read_warehouse(
+    db: Path,
+    now: datetime | None,
+    since: date | None,
+    days: int,
+    settings: ViewSettings | None = None,
+    clock: Clock | None = None,
+) -> ReportData:
+    with report_connection(db, settings) as con:
+        return load_report_data(con, clock or read_clock(con, now), since, days)
 
 
 def missing_views(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -180,7 +199,7 @@ def missing_views(con: duckdb.DuckDBPyConnection) -> list[str]:
 def write_report(
     data: ReportData, pages: Templates, work: Path, out: Path, links: Links, changes: Changes
 ) -> ReportResult:
-    csv_files = [work / f"{name}.csv" for name in VIEWS_USED]
+    csv_files = [work / csv_file(name) for name in VIEWS_USED]
     for path in csv_files:
         view = data.views[path.stem]
         write_csv(path, view.columns, view.tuples())
@@ -201,15 +220,10 @@ def write_report(
         "entities": data.entities,
         "email_rows": EMAIL_ROWS,
     }
-    clock = Clock(data.timezone)
-    index = pages.render("index.html.j2", context, clock, links)
-    email = css_inline.inline(
-        pages.render("email.html.j2", context, clock, links), load_remote_stylesheets=False
-    )
-    summary = pages.render("summary.txt.j2", context, clock, links)
-    (work / "index.html").write_text(index, encoding="utf-8")
-    (work / "email.html").write_text(email, encoding="utf-8")
-    (work / "summary.txt").write_text(summary, encoding="utf-8")
+    texts = {name: pages.render(page, context, data.clock, links) for name, page in PAGES.items()}
+    texts[EMAIL_HTML] = css_inline.inline(texts[EMAIL_HTML], load_remote_stylesheets=False)
+    for name, text in texts.items():
+        (work / name).write_text(text, encoding="utf-8")
     saved = {
         **data.figures,
         "since": changes.since,
@@ -221,9 +235,9 @@ def write_report(
     )
     return ReportResult(
         out=out,
-        index_html=out / "index.html",
-        email_html=out / "email.html",
-        summary_txt=out / "summary.txt",
+        index_html=out / INDEX_HTML,
+        email_html=out / EMAIL_HTML,
+        summary_txt=out / SUMMARY_TXT,
         csv_files=[out / path.name for path in csv_files],
         chart_pngs=[out / chart.file for chart in chart_list],
         figures=dict(data.figures),
@@ -250,19 +264,17 @@ def draw_charts(data: ReportData, work: Path) -> list[Chart]:
         ),
     ]
     return [
-        Chart(path.name, title, png_data_uri(path)) for title, path in drawn if path is not None
+        Chart(path.name, title, charts.png_data_uri(path))
+        for title, path in drawn
+        if path is not None
     ]
-
-
-def png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def check_out_folder(out: Path) -> None:
     """`out` is replaced whole: refuse a folder that holds anything but an earlier report."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"report folder {out} is a file", "Choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_JSON).is_file():
         raise ConfigError(
             f"report folder {out} holds files that are not a runreport report, and the "
             "report replaces the whole folder",

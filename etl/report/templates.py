@@ -13,11 +13,13 @@ from typing import Any
 import jinja2
 
 from etl.errors import ConfigError
-from etl.report.format import Clock, filters
+from etl.report.format import filters
 from etl.report.links import Links
+from etl.report.model import EMAIL_HTML, INDEX_HTML, SUMMARY_TXT, Clock
 from etl.resources import templates_dir
 
-PAGES = ("index.html.j2", "email.html.j2", "summary.txt.j2")
+# each file of the report folder rendered from a template -> its template
+PAGES = {name: f"{name}.j2" for name in (INDEX_HTML, EMAIL_HTML, SUMMARY_TXT)}
 
 
 def _autoescape(name: str | None) -> bool:
@@ -43,7 +45,7 @@ class Templates:
             keep_trailing_newline=True,
         )
         self.env.filters.update(filters(Clock("UTC"), Links()))
-        for page in PAGES:
+        for page in PAGES.values():
             self._load(page)
 
     def _load(self, name: str) -> jinja2.Template:

@@ -1,8 +1,8 @@
 """Load record batches into a new DuckDB warehouse file and swap it in atomically.
 
 The new warehouse is written to a temporary file beside the target and renamed over it
-only when complete: a crash, a kill or a failed extract leaves the previous file whole,
-and a reader holding the old file keeps reading the old inode.
+only when complete (etl.warehouse.atomic): a crash, a kill or a failed extract leaves the
+previous file whole, and a reader holding the old file keeps reading the old inode.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from etl.schema import (
     insert_select_sql,
 )
 from etl.warehouse import alias_history, extract_log, settings
+from etl.warehouse.atomic import TMP_MARK, remove_leftover_files, remove_path, replace_file
 from etl.warehouse.connect import (
     READ_ONLY_CONFIG,
     quote_ident,
@@ -36,7 +37,6 @@ from etl.warehouse.connect import (
     warehouse_error,
 )
 
-TMP_MARK = ".runreport-tmp-"
 MB = 1024 * 1024
 # DuckDB would cache every written block up to 80% of RAM; the warehouse is on disk and
 # pages arrive one at a time, so a small cache keeps the extract's memory flat. Deletes
@@ -87,20 +87,6 @@ def check_writable(target: Path) -> None:
         )
 
 
-def remove_leftovers(target: Path) -> None:
-    """Temporary files of runs that were killed before they could clean up."""
-    for leftover in target.parent.glob(f"{target.name}{TMP_MARK}*"):
-        _remove(leftover)
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
 def memory_limit_for(size: int) -> int:
     """A build limit for changing a file of `size` bytes: its size, at least 32 MB."""
     return min(BUILD_MEMORY_CEILING, max(BUILD_MEMORY_LIMIT, size))
@@ -134,7 +120,7 @@ class WarehouseBuilder:
 
     def __enter__(self) -> WarehouseBuilder:
         check_writable(self.target)
-        remove_leftovers(self.target)
+        remove_leftover_files(self.target)
         try:
             self._start()
         except BaseException as exc:
@@ -278,11 +264,9 @@ class WarehouseBuilder:
         self.con = None
         _verify(self.target, self.tmp_path, expected)
         try:
-            _fsync_file(self.tmp_path)
-            os.replace(self.tmp_path, self.target)
+            replace_file(self.tmp_path, self.target)
         except OSError as exc:
             raise _build_error(self.target, exc, own_files=True) from exc
-        _fsync_dir(self.target.parent)
 
     def abort(self) -> None:
         if self.con is not None:
@@ -290,7 +274,7 @@ class WarehouseBuilder:
                 self.con.close()
             self.con = None
         for suffix in ("", ".wal", ".tmp"):
-            _remove(self.tmp_path.with_name(self.tmp_path.name + suffix))
+            remove_path(self.tmp_path.with_name(self.tmp_path.name + suffix))
 
 
 def is_settings_table(name: str) -> bool:
@@ -345,16 +329,3 @@ def _build_error(target: Path, exc: BaseException, own_files: bool) -> BaseExcep
             DISK_HINT.format(folder=target.parent),
         )
     return exc
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        _fsync_file(folder)

@@ -14,8 +14,8 @@ through a read-only connection (etl.warehouse.connect, which cannot write files)
 streamed as Arrow batches into an in-memory DuckDB that writes the Parquet files.
 
 The export is written into a folder beside DIR, read back (row counts per table), synced
-to disk and swapped in whole (etl.warehouse.folder_swap): a failed or killed export
-leaves the previous one in place. DIR must be new, empty or an earlier export (it holds
+to disk and swapped in whole (etl.warehouse.atomic): a failed or killed export leaves
+the previous one in place. DIR must be new, empty or an earlier export (it holds
 `_manifest.json`): it is replaced whole.
 
 `_manifest.json`: format, runreport_version, exported_at, warehouse (its path),
@@ -30,8 +30,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,12 +38,10 @@ from typing import Any
 import duckdb
 
 from etl.errors import ConfigError, JobFailed
-from etl.schema import RUN_TABLES
-from etl.warehouse.build import TMP_MARK
+from etl.schema import RUN_TABLES, SOURCE_COLUMN
+from etl.warehouse.atomic import fsync_tree, remove_leftovers, write_folder
 from etl.warehouse.connect import open_warehouse, quote_ident, quote_literal, table_names
 from etl.warehouse.extract_log import schema_version
-from etl.warehouse.folder_swap import fsync_tree, remove_leftovers, swap_in
-from etl.warehouse.sources import SOURCE_COLUMN
 
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -74,18 +70,14 @@ def export_parquet(db: Path, target: Path) -> ExportResult:
     check_target(target)
     source = open_warehouse(db)
     try:
-        remove_leftovers(target, TMP_MARK, MANIFEST)
-        work = target.parent / f".{target.name}{TMP_MARK}{os.getpid()}-{time.time_ns():x}"
+        remove_leftovers(target, MANIFEST)
         try:
-            manifest = _write_export(source, db, work)
-            _verify(work, manifest)
-            fsync_tree(work)
-            swap_in(work, target, TMP_MARK)
-        except BaseException as exc:
-            shutil.rmtree(work, ignore_errors=True)
-            if isinstance(exc, OSError | duckdb.IOException):
-                raise _write_error(target, exc) from exc
-            raise
+            with write_folder(target) as work:
+                manifest = _write_export(source, db, work)
+                _verify(work, manifest)
+                fsync_tree(work)
+        except (OSError, duckdb.IOException) as exc:
+            raise _write_error(target, exc) from exc
     finally:
         source.close()
     rows = {table: info["rows"] for table, info in manifest["tables"].items()}
@@ -142,7 +134,6 @@ def partition_columns(columns: list[str]) -> str:
 
 
 def _write_export(source: duckdb.DuckDBPyConnection, db: Path, work: Path) -> dict[str, Any]:
-    work.mkdir()
     writer = duckdb.connect()
     try:
         writer.execute("set TimeZone = 'UTC'")
