@@ -14,13 +14,26 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import click
 
 from etl import __version__
-from etl.config import SETTINGS, Config, resolve, value_type
+from etl.config import (
+    SETTINGS,
+    Config,
+    Dialect,
+    SmtpSecurity,
+    SqlFormat,
+    canonical,
+    choice_words,
+    choices,
+    default,
+    resolve,
+    value_type,
+)
 from etl.errors import ConfigError, RunreportError, interrupted_message, scrub_credentials
+from etl.extract.source import Mode
 
 log = logging.getLogger("runreport")
 
@@ -30,16 +43,19 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 def setting_option(name: str, *flags: str, **overrides: Any) -> Decorator:
     """The click option of the setting `name` (a field of etl.config.Config): its flag,
-    type and help come from the declaration. Click reads no variable and fills no default:
-    etl.config.resolve does both, for every command alike."""
+    type, choices and help come from the declaration. Click reads no variable, fills no
+    default and matches no choice: etl.config.resolve does all three, for every command
+    alike."""
     spec = SETTINGS[name].metadata
     kind = value_type(name)
     sources = [f"env var: {spec['env']}"] if spec["env"] else []
     sources.append(f"config: {spec['key']}")
-    default = SETTINGS[name].default
-    if default is not None and not isinstance(default, (bool, list, dict)):
-        sources.append(f"default: {default}")
+    declared = default(name)
+    if declared is not None and not isinstance(declared, (bool, list, dict)):
+        sources.append(f"default: {declared}")
     options: dict[str, Any] = {"default": None, "help": f"{spec['help']} [{'; '.join(sources)}]"}
+    if choices(name):
+        options["metavar"] = f"[{'|'.join(choices(name))}]"
     if kind is bool:
         options["is_flag"] = True
     elif kind is list:
@@ -162,7 +178,7 @@ CONFIG_OPTION = click.option(
     help="Let a full extract replace a warehouse of at least 10 runs with one of fewer "
     "than half as many (otherwise it fails and keeps the old one).",
 )
-def extract(config_file: Path | None, mode: str, allow_shrink: bool, **flags: Any) -> None:
+def extract(config_file: Path | None, mode: Mode, allow_shrink: bool, **flags: Any) -> None:
     """Every run of every experiment, deleted ones included, into the DuckDB file.
 
     \b
@@ -171,6 +187,7 @@ def extract(config_file: Path | None, mode: str, allow_shrink: bool, **flags: An
       runreport extract --incremental --config runreport.toml
       runreport extract --via sql --tracking-uri postgresql://reader@db/mlflow
     """
+    # lazy, as in every command: MLflow alone takes seconds to import
     from etl.refresh import extract_from_config
 
     config = config_from_flags(config_file, **flags)
@@ -192,6 +209,7 @@ def seed(log_models: bool, **flags: Any) -> None:
     Example:
       runreport seed --tracking-uri sqlite:///mlflow.db
     """
+    # lazy: MLflow, for this command only
     from etl.demo.seed import seed_demo_runs
     from etl.extract.tracking import default_tracking_uri
 
@@ -206,7 +224,7 @@ def seed(log_models: bool, **flags: Any) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "csv", "json"]),
+    type=click.Choice(get_args(SqlFormat)),
     default=None,
     envvar="RUNREPORT_SQL_FORMAT",
     help="Output format. Default: a table on a terminal, CSV in a pipe.",
@@ -224,7 +242,7 @@ def seed(log_models: bool, **flags: Any) -> None:
 @click.argument("query", required=False)
 def sql(
     config_file: Path | None,
-    fmt: str | None,
+    fmt: SqlFormat | None,
     schema: bool,
     timeout: float | None,
     query: str | None,
@@ -240,6 +258,7 @@ def sql(
       runreport sql --format json "select * from runs_per_estimator"
       runreport sql --schema
     """
+    # lazy: DuckDB, for this command only
     from etl.warehouse.query import print_query, print_schema
     from etl.warehouse.settings import ViewSettings
 
@@ -274,6 +293,7 @@ def export(config_file: Path | None, **flags: Any) -> None:
     Example:
       runreport export --parquet lake/runreport --db runs.duckdb
     """
+    # lazy: DuckDB, for this command only
     from etl.warehouse.export import export_parquet
 
     config = config_from_flags(config_file, **flags)
@@ -287,7 +307,7 @@ def export(config_file: Path | None, **flags: Any) -> None:
 @cli.command()
 @click.option(
     "--dialect",
-    type=click.Choice(["spark", "trino", "duckdb"]),
+    type=click.Choice(get_args(Dialect)),
     required=True,
     envvar="RUNREPORT_DIALECT",
     show_envvar=True,
@@ -302,7 +322,7 @@ def export(config_file: Path | None, **flags: Any) -> None:
     show_envvar=True,
     help="spark: first make each table of this export (runreport export) a temporary view.",
 )
-def views(dialect: str, parquet: Path | None) -> None:
+def views(dialect: Dialect, parquet: Path | None) -> None:
     """The views of sql/ for another engine, transpiled with sqlglot, in dependency order.
 
     One CREATE OR REPLACE TEMPORARY VIEW statement per view, each ending with ';' and a
@@ -313,6 +333,7 @@ def views(dialect: str, parquet: Path | None) -> None:
       runreport export --parquet /lake/runreport
       runreport views --dialect spark --parquet /lake/runreport > views.sql
     """
+    # lazy: sqlglot, for this command only
     from etl.warehouse.dialects import view_sql
 
     click.echo(view_sql(dialect, parquet=parquet), nl=False)
@@ -340,6 +361,7 @@ def report(config_file: Path | None, since: datetime | None, **flags: Any) -> No
       runreport report --db runs.duckdb --out reports --days 7
       runreport report --config runreport.toml --ui-url https://mlflow.example.com
     """
+    # lazy: the report's libraries (Jinja, matplotlib), for this command only
     from etl.report.render import render_from_config
 
     config = config_from_flags(config_file, **flags)
@@ -364,6 +386,7 @@ def demo(folder: Path) -> None:
     Example:
       runreport demo --dir runreport-demo
     """
+    # lazy: MLflow, for this command only
     from etl.demo.run import run_demo
 
     click.echo(run_demo(folder))
@@ -398,6 +421,7 @@ def run(config_file: Path | None, full: bool, no_email: bool, **flags: Any) -> N
     Example:
       runreport run --config /etc/runreport.toml
     """
+    # lazy: MLflow and the report's libraries, for this command only
     from etl.job import run_job
 
     config = config_from_flags(config_file, **flags)
@@ -416,8 +440,8 @@ def run(config_file: Path | None, full: bool, no_email: bool, **flags: Any) -> N
     "smtp_security",
     "--starttls",
     flag_value="starttls",
-    help="Upgrade to TLS "
-    "with STARTTLS. [env var: RUNREPORT_SMTP_SECURITY=none|starttls|ssl; config: mail.security]",
+    help="Upgrade to TLS with STARTTLS. [env var: "
+    f"RUNREPORT_SMTP_SECURITY={'|'.join(get_args(SmtpSecurity))}; config: mail.security]",
 )
 @setting_option("smtp_security", "--ssl", flag_value="ssl", help="TLS from the first byte.")
 @setting_option("mail_subject", "--subject", metavar="TEMPLATE")
@@ -439,6 +463,7 @@ def email(config_file: Path | None, dry_run: Path | None, **flags: Any) -> None:
       RUNREPORT_SMTP_PASSWORD=... runreport email --to ml-team@example.com \\
         --smtp-host smtp.example.com --starttls --smtp-user reports
     """
+    # lazy: the report's libraries, for this command only
     from etl.mail import MailSettings, email_report, required_recipients
     from etl.report.render import render_from_config
 
@@ -449,20 +474,20 @@ def email(config_file: Path | None, dry_run: Path | None, **flags: Any) -> None:
     click.echo(email_report(config.out, mail, config.attach_csv, dry_run))
 
 
-def _extract_mode(given: str) -> str:
+def _extract_mode(given: Mode) -> Mode:
     """--full/--incremental, else RUNREPORT_EXTRACT_MODE, else full (two flags sharing one
     value cannot read one variable through click)."""
     ctx = click.get_current_context()
     if ctx.get_parameter_source("mode") is not click.core.ParameterSource.DEFAULT:
         return given
-    mode = os.environ.get("RUNREPORT_EXTRACT_MODE", given).strip().lower()
-    if mode not in ("full", "incremental"):
-        from etl.errors import ConfigError
-
+    text = os.environ.get("RUNREPORT_EXTRACT_MODE", given).strip()
+    mode = canonical(Mode, text)
+    if mode is None:
         raise ConfigError(
-            f"RUNREPORT_EXTRACT_MODE is {mode!r}", 'Set it to "full" or "incremental", or unset it'
+            f"RUNREPORT_EXTRACT_MODE is {text!r}",
+            f"Set it to {choice_words(Mode)}, or unset it",
         )
-    return mode
+    return cast(Mode, mode)
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import math
 import mimetypes
 import os
 import re
@@ -42,22 +41,15 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from etl.config import SMTP_PORTS, Config, SmtpSecurity, checked, default
 from etl.errors import ConfigError, JobFailed
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-    from etl.config import Config
-
 log = logging.getLogger("runreport")
-
-Security = Literal["none", "starttls", "ssl"]
-SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
-DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "ssl": 465}
-DEFAULT_SUBJECT = "MLflow runs {date}: {new_runs} new, {failed} failed"
-DEFAULT_HOST = "localhost"  # a local MTA (postfix, exim, a relay) is the classic cron setup
 
 PASSWORD_ENV = "RUNREPORT_SMTP_PASSWORD"
 _CID = re.compile(r"""cid:([^"'\s<>()]+)""")
@@ -65,7 +57,7 @@ _ADDR_SPEC = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 
 CONNECT_HINT = (
     "Check --smtp-host/--smtp-port (RUNREPORT_SMTP_HOST/RUNREPORT_SMTP_PORT) "
-    f"and that the server is up; runreport defaults to {DEFAULT_HOST}:25"
+    f"and that the server is up; runreport defaults to {default('smtp_host')}:{SMTP_PORTS['none']}"
 )
 
 T = TypeVar("T")
@@ -73,40 +65,34 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class MailSettings:
-    """Where and how the mail goes. Build it with `from_config`."""
+    """Where and how the mail goes. Build it with `from_config`; the defaults and the
+    checks of the fields that are settings are those of etl/config.py."""
 
     to_addrs: tuple[str, ...] = ()
     from_addr: str = ""  # empty: runreport@<this host's FQDN>
-    host: str = DEFAULT_HOST
-    port: int = 0  # 0: the usual port for `security` (25, 587 or 465)
+    host: str = default("smtp_host")
+    port: int = 0  # 0: the usual port for `security` (SMTP_PORTS)
     user: str | None = None
     password: str | None = field(default=None, repr=False)
-    security: Security = "none"
-    subject_template: str = DEFAULT_SUBJECT
-    retries: int = 3  # after the first attempt, for transient failures only
-    backoff_seconds: float = 2.0  # doubled after each retry
-    timeout: float = 30.0
+    security: SmtpSecurity = default("smtp_security")
+    subject_template: str = default("mail_subject")
+    retries: int = default("smtp_retries")  # after the first attempt, for transient failures only
+    backoff_seconds: float = default("smtp_backoff")  # doubled after each retry
+    timeout: float = default("smtp_timeout")
     cafile: Path | None = None  # a private CA to trust for STARTTLS/SSL; None: the system's
 
     def __post_init__(self) -> None:
-        if self.security not in SECURITIES:
-            raise ConfigError(
-                f"unknown SMTP security {self.security!r}", "Use one of: none, starttls, ssl"
-            )
-        if not self.port:
-            object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+        object.__setattr__(self, "security", checked("smtp_security", self.security))
+        if self.port:
+            checked("smtp_port", self.port)
+        else:
+            object.__setattr__(self, "port", SMTP_PORTS[self.security])
+        checked("smtp_retries", self.retries)
+        checked("smtp_backoff", self.backoff_seconds)
+        checked("smtp_timeout", self.timeout)
         check_subject(self.subject_template)  # before the job runs, not after its extract
         if not self.from_addr:
             object.__setattr__(self, "from_addr", f"runreport@{socket.getfqdn()}")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"SMTP port {self.port} is out of range", "Use 1-65535")
-        finite = math.isfinite(self.backoff_seconds) and math.isfinite(self.timeout)
-        if self.retries < 0 or self.backoff_seconds < 0 or self.timeout <= 0 or not finite:
-            raise ConfigError(
-                "SMTP retries and backoff must be finite numbers >= 0 and the timeout > 0",
-                f"Got retries={self.retries}, backoff={self.backoff_seconds}, "
-                f"timeout={self.timeout}",
-            )
         object.__setattr__(self, "to_addrs", tuple(self.to_addrs))
         envelope_addresses([self.from_addr], "sender")
         envelope_addresses(self.to_addrs, "recipient")
@@ -143,12 +129,12 @@ class MailSettings:
         return cls(
             to_addrs=tuple(config.mail_to),
             from_addr=config.mail_from or "",
-            host=config.smtp_host or DEFAULT_HOST,
+            host=config.smtp_host or default("smtp_host"),
             port=config.smtp_port or 0,
             user=config.smtp_user,
             password=os.environ.get(PASSWORD_ENV) or None,
-            security=(config.smtp_security or "none").lower(),  # type: ignore[arg-type]
-            subject_template=config.mail_subject or DEFAULT_SUBJECT,
+            security=config.smtp_security,
+            subject_template=config.mail_subject or default("mail_subject"),
             cafile=config.smtp_cafile,
             retries=config.smtp_retries,
             backoff_seconds=config.smtp_backoff,
@@ -219,7 +205,7 @@ def check_subject(template: str) -> None:
     except ValueError as exc:
         raise ConfigError(
             f"the subject template {template!r} cannot be formatted: {exc}",
-            f"Write fields as {{name}}, e.g. {DEFAULT_SUBJECT!r}",
+            f"Write fields as {{name}}, e.g. {default('mail_subject')!r}",
         ) from None
 
 
@@ -236,7 +222,7 @@ def render_subject(template: str, figures: Mapping[str, Any]) -> str:
     except (ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(
             f"the subject template {template!r} cannot be formatted: {exc}",
-            f"Write fields as {{name}}, e.g. {DEFAULT_SUBJECT!r}",
+            f"Write fields as {{name}}, e.g. {default('mail_subject')!r}",
         ) from None
     return " ".join(subject.split())
 

@@ -1,8 +1,9 @@
 -- The metric each experiment is judged by, from the first of: the team's choice in
 -- primary_metric_choices ([metrics.primary] of the config; source 'config'; an exact name
 -- wins over a glob, then the first listed), the mlflow.experiment.primaryMetric.* tags
--- (source 'tag'), else the metric key its active runs log most often among the keys
--- metric_directions knows (source 'rule'; ties go to the first key by name).
+-- (source 'tag'), else the metric key its active runs log most often among the keys with
+-- a direction (source 'rule'; ties go to the first key by name). Directions come from
+-- metric_key_directions.
 with
 
 experiment_tag_values as (
@@ -37,43 +38,6 @@ config_choice as (
     where preference = 1
 ),
 
-candidate_keys as (
-    select distinct key as metric_key from metrics
-    union
-    select tagged_key as metric_key from experiment_tag_values where tagged_key is not null
-    union
-    select metric_key from config_choice
-),
-
--- a direction entry is an exact key or a '*suffix' pattern, both matched without regard
--- to case; an exact entry wins over a pattern, a longer pattern over a shorter one
-direction_matches as (
-    select
-        candidate_keys.metric_key,
-        metric_directions.greater_is_better,
-        row_number() over (
-            partition by candidate_keys.metric_key
-            order by
-                starts_with(metric_directions.metric_key, '*'),
-                length(metric_directions.metric_key) desc
-        ) as preference
-    from candidate_keys
-    inner join metric_directions
-        on lower(metric_directions.metric_key) = lower(candidate_keys.metric_key)
-        or (
-            starts_with(metric_directions.metric_key, '*')
-            and ends_with(
-                lower(candidate_keys.metric_key), lower(substr(metric_directions.metric_key, 2))
-            )
-        )
-),
-
-rule_direction as (
-    select metric_key, greater_is_better
-    from direction_matches
-    where preference = 1
-),
-
 logged_keys as (
     select
         runs.experiment_id,
@@ -89,13 +53,15 @@ rule_choice as (
     select
         logged_keys.experiment_id,
         logged_keys.metric_key,
-        rule_direction.greater_is_better,
+        metric_key_directions.greater_is_better,
         row_number() over (
             partition by logged_keys.experiment_id
             order by logged_keys.runs_logging desc, logged_keys.metric_key
         ) as preference
     from logged_keys
-    inner join rule_direction on rule_direction.metric_key = logged_keys.metric_key
+    inner join metric_key_directions
+        on metric_key_directions.metric_key = logged_keys.metric_key
+        and metric_key_directions.greater_is_better is not null
 ),
 
 chosen as (
@@ -134,7 +100,7 @@ final as (
         end as greater_is_better,
         chosen.source
     from chosen
-    left join rule_direction as key_direction
+    left join metric_key_directions as key_direction
         on key_direction.metric_key = chosen.metric_key
     where chosen.metric_key is not null
 )

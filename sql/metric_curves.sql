@@ -3,9 +3,9 @@
 -- the step it was first reached at, the last value (at the greatest step, then the latest
 -- timestamp, as MLflow picks a run's latest value), and still_improving.
 -- Direction: the experiment's primary metric direction for its primary key
--- (experiment_primary_metric), else the metric_directions entry for the key (an exact
--- key wins over a '*suffix' pattern, a longer pattern over a shorter one); NULL when
--- neither knows the key, and then best_value, best_step and still_improving are NULL too.
+-- (experiment_primary_metric), else the key's direction (metric_key_directions); NULL
+-- when neither knows the key, and then best_value, best_step and still_improving are
+-- NULL too.
 -- still_improving rule: true when the best finite value was first reached in the last
 -- 10% of the run's step range (best_step >= last_step - (last_step - first_step) / 10),
 -- i.e. the curve was still reaching new bests at the end; NULL with fewer than 3 finite
@@ -31,41 +31,18 @@ curve_keys as (
     select distinct experiment_id, key from history
 ),
 
-direction_matches as (
-    select
-        curve_keys.experiment_id,
-        curve_keys.key,
-        metric_directions.greater_is_better,
-        row_number() over (
-            partition by curve_keys.experiment_id, curve_keys.key
-            order by
-                starts_with(metric_directions.metric_key, '*'),
-                length(metric_directions.metric_key) desc
-        ) as preference
-    from curve_keys
-    inner join metric_directions
-        on lower(metric_directions.metric_key) = lower(curve_keys.key)
-        or (
-            starts_with(metric_directions.metric_key, '*')
-            and ends_with(lower(curve_keys.key), lower(substr(metric_directions.metric_key, 2)))
-        )
-),
-
 directions as (
     select
         curve_keys.experiment_id,
         curve_keys.key,
         coalesce(
-            experiment_primary_metric.greater_is_better, direction_matches.greater_is_better
+            experiment_primary_metric.greater_is_better, metric_key_directions.greater_is_better
         ) as greater_is_better
     from curve_keys
     left join experiment_primary_metric
         on experiment_primary_metric.experiment_id = curve_keys.experiment_id
         and experiment_primary_metric.metric_key = curve_keys.key
-    left join direction_matches
-        on direction_matches.experiment_id = curve_keys.experiment_id
-        and direction_matches.key = curve_keys.key
-        and direction_matches.preference = 1
+    left join metric_key_directions on metric_key_directions.metric_key = curve_keys.key
 ),
 
 ranked as (

@@ -37,18 +37,19 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import sqlglot
 from sqlglot import TokenType, exp
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
+from etl.config import Dialect
 from etl.errors import ConfigError, JobFailed
 from etl.warehouse.export import read_manifest
 from etl.warehouse.views import view_files
 
-DIALECTS = ("spark", "trino", "duckdb")
-NO_TEMP_VIEWS = ("trino",)
+DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
+NO_TEMP_VIEWS: tuple[Dialect, ...] = ("trino",)
 SEPARATOR = ";\n\n"
 AMBIGUOUS_EPOCH = ("epoch_ms", "epoch_us", "epoch_ns")
 PARQUET_SUFFIX = "__parquet"

@@ -1,6 +1,7 @@
 """The settings the views read: time zone, zombie threshold, metric directions, the
 primary metric the team chose per experiment, and the experiments whose long runs are
-not zombies.
+not zombies. Each is a setting of etl/config.py, which declares its default and holds its
+one check (`checked`); `ViewSettings` carries them to the warehouse.
 
 They live in small tables inside the warehouse (`SETTINGS_TABLES`); see
 etl/warehouse/views.py for what each view does with them. `write_settings` stores them
@@ -19,16 +20,11 @@ tables of the same name), so a report applies the config without a new extract.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import duckdb
 
-from etl.errors import ConfigError
-
-if TYPE_CHECKING:
-    from etl.config import Config
+from etl.config import Config, checked, default
 
 # Every table the views read settings from; a new warehouse copies them from the old one.
 SETTINGS_TABLES = (
@@ -76,10 +72,20 @@ DEFAULT_METRIC_DIRECTIONS: dict[str, bool] = {
 }
 
 
+# The fields of ViewSettings, each a setting of Config of the same name.
+VIEW_SETTINGS = (
+    "timezone",
+    "zombie_after_hours",
+    "metric_directions",
+    "primary_metrics",
+    "zombie_ignore",
+)
+
+
 @dataclass
 class ViewSettings:
-    timezone: str = "UTC"
-    zombie_after_hours: float = 24
+    timezone: str = default("timezone")
+    zombie_after_hours: float = default("zombie_after_hours")
     # Overrides merged over DEFAULT_METRIC_DIRECTIONS; see the module docstring.
     metric_directions: dict[str, bool] = field(default_factory=dict)
     primary_metrics: dict[str, str] = field(default_factory=dict)
@@ -99,13 +105,17 @@ class ViewSettings:
     def given_in(cls, config: Config) -> ViewSettings | None:
         """The settings when the user gave any of them (file, environment or flag), else
         None: the warehouse keeps those it holds."""
-        fields = {"timezone", "zombie_after_hours", "metric_directions"}
-        fields |= {"primary_metrics", "zombie_ignore"}
-        return cls.from_config(config) if config.given & fields else None
+        return cls.from_config(config) if config.given & set(VIEW_SETTINGS) else None
+
+    def check(self) -> None:
+        """Each setting by its one check in etl/config.py (a ConfigError names its key)."""
+        for name in VIEW_SETTINGS:
+            checked(name, getattr(self, name))
 
     def directions(self) -> dict[str, bool]:
         # keys match without regard to case, so an override replaces any spelling
-        overrides = {key.lower(): greater for key, greater in self.metric_directions.items()}
+        overrides = checked("metric_directions", self.metric_directions)
+        overrides = {key.lower(): greater for key, greater in overrides.items()}
         return {**DEFAULT_METRIC_DIRECTIONS, **overrides}
 
 
@@ -153,47 +163,9 @@ def apply_settings(con: duckdb.DuckDBPyConnection, settings: ViewSettings) -> No
 
 
 def _write(con: duckdb.DuckDBPyConnection, settings: ViewSettings, kind: str) -> None:
-    check_settings(con, settings)
+    settings.check()
     for name, (columns, rows) in _tables(settings).items():
         con.execute(f"create or replace {kind} {name} ({columns})")
         if rows:
             marks = ", ".join("?" * len(rows[0]))
             con.executemany(f"insert into {name} values ({marks})", rows)
-
-
-def check_settings(con: duckdb.DuckDBPyConnection, settings: ViewSettings) -> None:
-    known_zone = con.execute(
-        "select count(*) from pg_timezone_names() where name = ?", [settings.timezone]
-    ).fetchone()
-    if not known_zone or not known_zone[0]:
-        raise ConfigError(
-            f"unknown time zone {settings.timezone!r}",
-            "Use an IANA name such as UTC or Europe/Stockholm",
-        )
-    hours = settings.zombie_after_hours
-    if (
-        isinstance(hours, bool)
-        or not isinstance(hours, (int, float))
-        or not (math.isfinite(hours) and hours >= 0)
-    ):
-        raise ConfigError(
-            f"zombie_after_hours must be a number of hours >= 0, not {hours!r}",
-            "Set it to e.g. 24",
-        )
-    for key, greater in settings.metric_directions.items():
-        if not isinstance(key, str) or not key.strip("* ") or not isinstance(greater, bool):
-            raise ConfigError(
-                f"bad metric direction {key!r} = {greater!r}",
-                'Map a metric key (or "*suffix") to true (greater is better) or false',
-            )
-    for pattern, key in settings.primary_metrics.items():
-        if not isinstance(pattern, str) or not pattern.strip() or not isinstance(key, str):
-            raise ConfigError(
-                f"bad primary metric {pattern!r} = {key!r}",
-                'Map an experiment name or glob to a metric key, e.g. "CIFAR*" = "test_accuracy"',
-            )
-    for pattern in settings.zombie_ignore:
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise ConfigError(
-                f"bad zombie_ignore entry {pattern!r}", "List experiment names or globs"
-            )

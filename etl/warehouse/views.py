@@ -1,20 +1,24 @@
 """The SQL views of sql/ (one SELECT per file, named after the file), the settings they
-read, and the runs_wide table, all created inside the warehouse so that anyone opening it
+read, and the runs_wide views, all created inside the warehouse so that anyone opening it
 with DuckDB sees them.
 
-Settings (`ViewSettings`, written to two small tables the views read):
+Settings (`ViewSettings`, written to the four small tables of
+etl/warehouse/settings.py's `SETTINGS_TABLES` that the views read; their defaults are
+declared in etl/config.py):
 
-- `timezone` (default "UTC"): the IANA time zone of `run_overview.start_date` and so of
-  `runs_per_day`. Every time column stays a UTC TIMESTAMPTZ; only the dates move.
-  Stored in `runreport_settings.timezone`.
-- `zombie_after_hours` (default 24): a RUNNING run that started longer ago than this is
-  listed in `zombie_runs`. Stored in `runreport_settings.zombie_after_hours`.
-- `metric_directions`: metric key -> True when greater is better, False when lower is
-  better. Your entries are merged over the defaults below (yours win) and stored in the
-  table `metric_directions(metric_key, greater_is_better)`.
+- `timezone` (report.timezone): the IANA time zone of `run_overview.start_date` and so
+  of `runs_per_day` and `traces_per_day`. Every time column stays a UTC TIMESTAMPTZ; only
+  the dates move. Stored in `runreport_settings.timezone`.
+- `zombie_after_hours` (report.zombie_after_hours): a RUNNING run that started longer ago
+  than this is listed in `zombie_runs`. Stored in `runreport_settings.zombie_after_hours`.
+- `metric_directions` ([metrics]): metric key -> True when greater is better, False when
+  lower is better. Your entries are merged over the defaults below (yours win) and stored
+  in the table `metric_directions(metric_key, greater_is_better)`.
+- `primary_metrics` ([metrics.primary]) and `zombie_ignore` (report.zombie_ignore), in
+  the tables `primary_metric_choices` and `zombie_ignore`: see etl/warehouse/settings.py.
 
-The primary metric of an experiment (view `experiment_primary_metric`, used by
-`leaderboard`, `nested_searches` and `recent_runs`):
+The primary metric of an experiment (view `experiment_primary_metric`, read by
+`leaderboard` and the other views that rank runs or models):
 
 1. The experiment tags `mlflow.experiment.primaryMetric.name` and
    `mlflow.experiment.primaryMetric.greaterIsBetter` ("True"/"False", any case), where
@@ -26,14 +30,14 @@ The primary metric of an experiment (view `experiment_primary_metric`, used by
    ties go to the first key in alphabetical order. An experiment with no such key has no
    primary metric.
 
-The direction table matches keys without regard to case. An entry is either an exact key
-or a pattern `*suffix` matching every key that ends with the suffix; an exact entry wins
-over a pattern, a longer pattern over a shorter one. The defaults:
-
-- lower is better: loss, mse, rmse, mae, mean_squared_error, root_mean_squared_error,
-  mean_absolute_error, log_loss, and keys ending in _loss, _mse, _rmse, _mae, _error;
-- greater is better: r2, r2_score, accuracy, accuracy_score, f1, f1_score, auc, roc_auc,
-  precision, recall, and keys ending in _r2, _accuracy, _f1, _auc, _score.
+The direction of a key comes from one view, `metric_key_directions` (read by
+`experiment_primary_metric` and `metric_curves`), which matches the direction table's
+entries without regard to case. An entry is either an exact key or a pattern `*suffix`
+matching every key that ends with the suffix; an exact entry wins over a pattern, a longer
+pattern over a shorter one. The defaults are `LOWER_IS_BETTER` and `GREATER_IS_BETTER` in
+etl/warehouse/settings.py: loss, mse, rmse, mae, ... and keys ending in _loss, _error, ...
+are lower-is-better; r2, accuracy, f1, auc, ... and keys ending in _score, _accuracy, ...
+greater-is-better.
 
 So `val_loss` and `training_mean_squared_error` are lower-is-better,
 `training_r2_score` greater-is-better; `{"*_score": False}` or `{"val_loss": True}`

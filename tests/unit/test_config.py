@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etl.config import SETTINGS, Config, resolve
+import etl
+from etl.config import SETTINGS, Config, checked, default, resolve
 from etl.errors import ConfigError
 
 
@@ -133,3 +135,77 @@ def test_the_example_file_is_valid_and_names_every_setting() -> None:
             assert f"[{key}]" in text, key
         else:
             assert re.search(rf"^#? ?{name} = ", sections[section], re.M), key
+
+
+@pytest.mark.parametrize(
+    ("file_text", "environ", "flags"),
+    [
+        ('[warehouse]\nvia = "SQL"\n', {}, {}),
+        ("", {"RUNREPORT_VIA": "SQL"}, {}),
+        ("", {}, {"via": "SQL"}),
+    ],
+    ids=["file", "environment", "flag"],
+)
+def test_a_choice_in_any_case_is_read_in_its_declared_spelling(
+    tmp_path: Path, file_text: str, environ: dict[str, str], flags: dict[str, str]
+) -> None:
+    """`--via SQL` once passed the check and then ran search_runs, which compared with "sql"."""
+    config = resolve(write(tmp_path, file_text), flags, environ=environ)
+    assert config.via == "sql"
+
+
+def test_every_choice_setting_is_normalised(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        '[mail]\nsecurity = "StartTLS"\n[metrics]\nval_loss = "Higher"\n'
+        '[[sources]]\nname = "a"\ntracking_uri = "sqlite:///a.db"\nvia = "Sql"\n',
+    )
+    config = resolve(file, {}, environ={})
+    assert config.smtp_security == "starttls"
+    assert config.metric_directions == {"val_loss": True}
+    assert config.sources[0].via == "sql"
+    with pytest.raises(ConfigError, match=re.escape("--via must be 'search_runs' or 'sql'")):
+        resolve(None, {"via": "odbc"}, environ={})
+
+
+def test_library_defaults_come_from_the_declaration() -> None:
+    assert default("page_size") == Config().page_size == 1_000
+    assert default("zombie_ignore") == [] and default("zombie_ignore") is not default(
+        "zombie_ignore"
+    )
+    with pytest.raises(KeyError, match="did you mean 'days'"):
+        default("dayz")
+
+
+def test_one_check_serves_the_file_and_the_library() -> None:
+    assert checked("zombie_after_hours", 5) == 5.0
+    with pytest.raises(ConfigError, match=re.escape("report.timezone must be an IANA time zone")):
+        checked("timezone", "Mars/Base")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: etl.render_report("runs.duckdb", "out", dayz=3),
+            "render_report() got an unexpected keyword argument 'dayz' (did you mean 'days'?)",
+        ),
+        (
+            lambda: etl.extract_warehouse("sqlite:///x.db", "runs.duckdb", worker=2),
+            "extract_warehouse() got an unexpected keyword argument 'worker' "
+            "(did you mean 'workers'?)",
+        ),
+        (
+            lambda: etl.connect("runs.duckdb", time_zone="UTC"),
+            "connect() got an unexpected keyword argument 'time_zone' (did you mean 'timezone'?)",
+        ),
+        (
+            lambda: etl.render_report("runs.duckdb", "out", sinse="2024-01-01"),
+            "render_report() got an unexpected keyword argument 'sinse' (did you mean 'since'?)",
+        ),
+    ],
+)
+def test_the_api_refuses_a_misspelt_setting(call: Any, message: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        call()
+    assert str(caught.value) == message

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import click
 
 from etl.cli import cli
+from etl.config import Dialect, SqlFormat
 from etl.schema import TABLES
 from etl.warehouse.views import view_files
 
@@ -31,6 +33,14 @@ def test_every_command_and_option_is_in_the_contract() -> None:
             for flag in param.opts:
                 if flag.startswith("--"):
                     assert f"`{flag}`" in rows[name], (name, flag)
+
+
+def test_every_choice_of_a_command_is_in_the_contract() -> None:
+    """The choices are read from their Literal in etl/config.py, as click's are."""
+    lines = dict(re.findall(r"^\| `([a-z]+)` \| (.*)$", CONTRACT, re.M))
+    for command, choice in (("views", Dialect), ("sql", SqlFormat)):
+        for option in get_args(choice):
+            assert re.search(rf"\b{option}\b", lines[command]), (command, option)
 
 
 def test_every_table_and_column_is_in_the_contract() -> None:
