@@ -21,14 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from etl.config import Config
 from etl.errors import LockHeld, RunreportError
-from etl.mail import MailSettings, send_failure_notice
+from etl.mail import MailSettings, email_report, send_failure_notice
 from etl.redact import redact_text
 from etl.warehouse.build import check_writable
-from etl.warehouse.extract_log import last_extract_start
 from etl.warehouse.lock import warehouse_lock
 
 log = logging.getLogger("runreport")
@@ -47,24 +45,15 @@ def step(name: str) -> Iterator[dict[str, object]]:
     log.info("step %s done in %.1f s %s", name, time.monotonic() - started, details)
 
 
-def choose_mode(db: Path, full_refresh_days: int, now: datetime, force_full: bool) -> str:
-    """Incremental, unless asked for full, or no full extract is younger than the limit."""
-    last_full = None if force_full else last_extract_start(db, mode="full")
-    if last_full is None or now - last_full > timedelta(days=full_refresh_days):
-        return "full"
-    return "incremental"
-
-
 def run_job(config: Config, force_full: bool = False, send_email: bool = True) -> Path:
     """The whole job; returns the dated report folder. Any failure (but a held lock) sends
     the on_failure notice once, unless `send_email` is off, then propagates."""
     now = datetime.now(timezone.utc)
-    report_day = now.astimezone(ZoneInfo(config.timezone)).date()
     progress = JobProgress()
     try:
         check_writable(config.db)  # before the lock file, which would create a missing folder
         with warehouse_lock(config.db):
-            return _run_locked(config, now, report_day, force_full, send_email, progress)
+            return _run_locked(config, now, force_full, send_email, progress)
     except LockHeld:
         raise  # not a failure: the other run does the job
     except Exception as exc:
@@ -82,28 +71,30 @@ class JobProgress:
 
 
 def _run_locked(
-    config: Config,
-    now: datetime,
-    report_day: date,
-    force_full: bool,
-    send_email: bool,
-    progress: JobProgress,
+    config: Config, now: datetime, force_full: bool, send_email: bool, progress: JobProgress
 ) -> Path:
+    # MLflow (through the extract) and matplotlib (the report) load only when a job runs
     from etl.refresh import extract_from_config
-    from etl.report.render import render_from_config
+    from etl.report.render import render_from_config, report_clock
     from etl.report.templates import Templates
 
     # a mail setting or template mistake stops the job before its extract
     mail = MailSettings.from_config(config) if send_email else None
     Templates(config.templates)
-    mode = choose_mode(config.db, config.full_refresh_days, now, force_full)
     progress.step = "extract"
     with step("extract") as counts:
-        summary = extract_from_config(config, mode, hold_lock=False)
+        # incremental, unless asked for full or the last full extract is too old (the
+        # extract decides that from the previous warehouse, which it reads once)
+        summary = extract_from_config(
+            config,
+            "full" if force_full else "incremental",
+            hold_lock=False,
+            full_every=timedelta(days=config.full_refresh_days),
+        )
         counts.update(mode=summary.mode, runs=summary.runs, experiments=summary.experiments)
 
     if config.export_parquet is not None:
-        from etl.warehouse.export import export_parquet
+        from etl.warehouse.export import export_parquet  # loaded only when asked for
 
         progress.step = "export"
         with step("export") as counts:
@@ -112,11 +103,13 @@ def _run_locked(
 
     progress.step = "report"
     config.out.mkdir(parents=True, exist_ok=True)
-    folder = config.out / report_day.isoformat()
     with step("report") as counts:
+        # the folder is named by the report's own day: the same clock dates both
+        clock = report_clock(config, now)
+        folder = config.out / clock.today.isoformat()
         public_url = f"{config.public_url.rstrip('/')}/{folder.name}" if config.public_url else None
         result = render_from_config(
-            config, folder, now=now, public_url=public_url, previous=config.out / LATEST
+            config, folder, clock=clock, public_url=public_url, previous=config.out / LATEST
         )
         progress.folder = folder
         (folder / REPORT_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
@@ -126,14 +119,12 @@ def _run_locked(
     if mail is not None and mail.to_addrs:
         progress.step = "email"
         with step("email") as counts:
-            from etl.mail import email_report
-
             email_report(folder, mail, config.attach_csv, None)
             counts["recipients"] = len(mail.to_addrs)
 
     progress.step = "prune"
     with step("prune") as counts:
-        counts["removed"] = len(prune_reports(config.out, report_day, config.retention_days))
+        counts["removed"] = len(prune_reports(config.out, clock.today, config.retention_days))
     return folder
 
 

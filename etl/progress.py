@@ -30,6 +30,7 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         if self.show_bar:
+            # rich only on a terminal: cron runs never draw a bar
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(

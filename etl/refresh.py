@@ -1,59 +1,74 @@
-"""The extract job: MLflow (etl.extract) into a new warehouse (etl.load), under the lock."""
+"""The extract job: a tracking store (etl.extract, through one RunSource) into a new
+warehouse (etl.warehouse), under the lock. Read top to bottom, `run_extract` is the
+pipeline: read the previous warehouse once, plan, open the source, load experiments, runs
+and listings, derive the views, log, swap in."""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
 
+from etl.config import Config, Via, default
 from etl.errors import ConfigError, JobFailed
-from etl.extract import entities, incremental, reader, sql_store
-from etl.extract.parallel import (
-    default_workers,
-    experiment_tasks,
-    page_chunks,
-    parallel_run_records,
-    read_ahead,
-)
-from etl.extract.tracking import check_tracking_uri, redact, sqlite_path
+from etl.extract import entities
+from etl.extract.open_source import open_source
+from etl.extract.source import Mode, Plan, RunSource
+from etl.extract.tracking import check_tracking_uri, default_tracking_uri, redact, sqlite_path
+from etl.extract.tracking_timeout import bound_tracking_wait
 from etl.progress import RunProgress
-from etl.redact import redact_text
 from etl.schema import SCHEMA_VERSION
 from etl.warehouse import alias_history, extract_log
 from etl.warehouse.build import WarehouseBuilder, check_writable
 from etl.warehouse.extract_log import PreviousWarehouse, read_previous
 from etl.warehouse.lock import warehouse_lock
-from etl.warehouse.sources import (
-    SourceWarehouse,
-    combine_sources,
-    combined_source_names,
-    source_warehouse,
-)
+from etl.warehouse.settings import ViewSettings
+from etl.warehouse.sources import SourceWarehouse, combine_sources, source_warehouse
 from etl.warehouse.views import create_views
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-    from etl.config import Config
-    from etl.warehouse.settings import ViewSettings
 
 log = logging.getLogger("runreport")
 
 # A full extract that sees fewer than half the runs the warehouse holds (of at least this
 # many) fails instead of replacing it, unless allowed: an emptied or wrong store.
 SHRINK_GUARD_MIN_RUNS = 10
+# Run tables a full extract keeps no row of a run it did not see in: a SQL store's tables
+# can hold rows of runs that do not exist, which search_runs never returns.
+ORPHAN_TABLES = ("params", "tags", "metrics", "metric_history")
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How an extract reads; `from_config` gives the settings' values (etl/config.py
+    declares each one and its default once)."""
+
+    via: Via = default("via")
+    metric_history: bool = default("metric_history")
+    page_size: int = default("page_size")
+    workers: int = default("workers")
+    overlap: timedelta = timedelta(minutes=default("overlap_minutes"))
+    full_every: timedelta | None = None  # an incremental older than this is a full one
+    allow_shrink: bool = False
+    entity_page_sizes: entities.PageSizes | None = None  # small pages exercise paging
+
+    @classmethod
+    def from_config(cls, config: Config, via: Via | None = None) -> ExtractOptions:
+        return cls(
+            via=via or config.via,
+            metric_history=config.metric_history,
+            page_size=config.page_size,
+            workers=config.workers,
+            overlap=timedelta(minutes=config.overlap_minutes),
+        )
 
 
 @dataclass
 class ExtractSummary:
     db: Path
-    mode: str
+    mode: Mode
     runs: int
     experiments: int
     seconds: float
@@ -62,111 +77,142 @@ class ExtractSummary:
 def run_extract(
     tracking_uri: str,
     db: Path,
-    mode: str = "full",
-    metric_history: bool = False,
-    page_size: int = reader.DEFAULT_PAGE_SIZE,
-    workers: int | None = None,
-    overlap: timedelta = incremental.DEFAULT_OVERLAP,
+    mode: Mode = "full",
+    options: ExtractOptions | None = None,
+    *,
     view_settings: ViewSettings | None = None,
     show_progress: bool | None = None,
     hold_lock: bool = True,
-    allow_shrink: bool = False,
-    via: str = "search_runs",
-    entity_page_sizes: entities.PageSizes | None = None,
 ) -> ExtractSummary:
     """Extract every run into `db`: all of them (full), or only those that can have changed
-    since the last extract (incremental, which falls back to full when there is none, the
-    warehouse has another schema version or the store is a file store). Without
-    `view_settings` the previous warehouse's settings are kept. `via="sql"` reads a SQL
-    store's tables directly (etl.extract.sql_store) instead of paging search_runs."""
+    since the last extract (incremental; a full one when there is no usable previous
+    warehouse: see `plan_extract`). Without `view_settings` the previous warehouse's
+    settings are kept."""
+    options = options or ExtractOptions()
     check_writable(db)
     started = datetime.now(timezone.utc)
     with (
         warehouse_lock(db) if hold_lock else contextlib.nullcontext(),
-        _failures_logged(db, started, mode, tracking_uri),
+        extract_log.failures_kept(db, started, mode, redact(tracking_uri)),
     ):
         uri = check_tracking_uri(tracking_uri)
         _check_not_the_store(db, uri)
         previous = read_previous(db)
-        since = _incremental_since(db, uri, previous, overlap) if mode == "incremental" else None
-        mode = "incremental" if since is not None else "full"
-        with contextlib.ExitStack() as stack:
-            store = stack.enter_context(sql_store.open_snapshot(uri)) if via == "sql" else None
-            if store is None:
-                stack.enter_context(_mlflow_errors(uri))
-            wh = stack.enter_context(
-                WarehouseBuilder(
-                    db, from_existing=since is not None, keep_settings=view_settings is None
-                )
-            )
-            if store is None:
-                client = reader.make_client(uri)
-                experiment_records = reader.experiment_records(reader.list_experiments(client))
-            else:
-                experiment_records = store.experiment_records()
-            experiment_ids: list[str] = experiment_records["experiments"]["experiment_id"]
-            experiments = len(experiment_ids)
-            wh.connection.execute("delete from experiments; delete from experiment_tags")
-            wh.append(experiment_records)
-            warnings = 0
-            with RunProgress(f"{mode} extract", experiments, show_progress) as progress:
-                if store is not None:
-                    pages = _sql_store_records(store, wh, previous, since, metric_history)
-                elif since is None or previous is None:
-                    pages = _all_run_records(
-                        uri, client, experiment_ids, page_size, metric_history, workers
-                    )
-                else:
-                    pages = _changed_run_records(
-                        client, wh, previous, experiment_ids, since, page_size, metric_history
-                    )
-                for count, records, page_warnings in pages:
-                    wh.append(records)
-                    for line in page_warnings:
-                        log.warning("%s", line)
-                    warnings += len(page_warnings)
-                    progress.advance(count)
-            if since is None and not allow_shrink:
-                _check_shrink(db, previous, progress.runs)
-            with _mlflow_errors(uri):
-                # a SQL store with nothing to list spares the MLflow import (seconds)
-                listed = store is None or store.has_listed_entities()
-                _load_entities(wh, uri, experiment_ids, started, entity_page_sizes, listed)
+        plan = plan_extract(db, uri, previous, mode, options)
+        with (
+            open_source(
+                uri, options.via, options.page_size, options.workers, options.entity_page_sizes
+            ) as source,
+            WarehouseBuilder(
+                db, from_existing=plan.since is not None, keep_settings=view_settings is None
+            ) as wh,
+        ):
+            experiments = source.experiments()
+            wh.replace_tables(experiments)
+            experiment_count = len(experiments["experiments"]["experiment_id"])
+            with RunProgress(f"{plan.mode} extract", experiment_count, show_progress) as progress:
+                warnings = _load_runs(wh, source, plan, progress)
+            if plan.since is None:
+                wh.delete_orphan_rows(ORPHAN_TABLES)
+                if not options.allow_shrink:
+                    _check_shrink(db, previous, progress.runs)
+            _load_listings(wh, source, started)
             create_views(wh.connection, view_settings)
             ended = datetime.now(timezone.utc)
-            _log_extract(wh, started, ended, mode, uri, progress.runs, experiments, warnings)
+            extract_log.record_extract(
+                wh.connection,
+                db,
+                started_at=started,
+                ended_at=ended,
+                mode=plan.mode,
+                tracking_uri=redact(uri),
+                runs_seen=progress.runs,
+                experiments_seen=experiment_count,
+                watermark=extract_log.latest_run_start(wh.connection),
+                warnings=warnings,
+            )
             wh.commit()
-            _failure_log(db).unlink(missing_ok=True)  # its rows are in extract_log now
+            extract_log.failure_log(db).unlink(missing_ok=True)  # its rows are in extract_log now
     seconds = (ended - started).total_seconds()
     log.info(
         "%s extract: %d runs of %d experiments from %s into %s in %.1f s%s",
-        mode,
+        plan.mode,
         progress.runs,
-        experiments,
+        experiment_count,
         redact(uri),
         db,
         seconds,
         f"; {warnings} metric histories skipped" if warnings else "",
     )
-    return ExtractSummary(db, mode, progress.runs, experiments, seconds)
+    return ExtractSummary(db, plan.mode, progress.runs, experiment_count, seconds)
 
 
-def _load_entities(
-    wh: WarehouseBuilder,
-    uri: str,
-    experiment_ids: list[str],
-    observed_at: datetime,
-    page_sizes: entities.PageSizes | None,
-    listed: bool = True,
-) -> None:
-    """MLflow 3's listings (logged models, the registry, traces), read whole on every
-    extract, full or incremental: they are small next to the runs. Datasets arrive with
-    the runs' pages; an incremental extract adds those of the runs it re-read. With
-    `listed` False the store is known to hold none of them."""
-    if listed:
-        records = entities.entity_records(reader.make_client(uri), uri, experiment_ids, page_sizes)
-    else:
-        records = entities.no_listings()
+def plan_extract(
+    db: Path, uri: str, previous: PreviousWarehouse | None, mode: Mode, options: ExtractOptions
+) -> Plan:
+    """The incremental plan asked for, or (with the reason logged) the full one when there
+    is no earlier extract, the warehouse has another schema version, the last full extract
+    is older than `options.full_every`, or the store is a file store."""
+    full = Plan(options.metric_history)
+    if previous is not None and previous.combined_sources:
+        # a one-store extract would replace every source's runs
+        raise ConfigError(
+            f"the warehouse {db} combines the sources {', '.join(previous.combined_sources)}",
+            "Extract it with the config that lists them as [[sources]], or choose another --db",
+        )
+    if mode == "full":
+        return full
+    if previous is None or previous.last_start is None:
+        log.info("no earlier extract in %s: doing a full extract", db)
+        return full
+    if previous.schema_version != SCHEMA_VERSION:
+        log.info(
+            "the warehouse %s has schema version %s, this runreport writes %d: "
+            "doing a full extract",
+            db,
+            previous.schema_version or "none",
+            SCHEMA_VERSION,
+        )
+        return full
+    last_full = previous.last_full_start
+    if options.full_every is not None and (
+        last_full is None or datetime.now(timezone.utc) - last_full > options.full_every
+    ):
+        log.info("no full extract in the last %s: doing a full extract", options.full_every)
+        return full
+    if uri.startswith("file:"):
+        log.info(
+            "file store: doing a full extract (an incremental one lists every run again "
+            "there and takes longer)"
+        )
+        return full
+    return Plan(
+        options.metric_history,
+        since=previous.last_start - options.overlap,
+        stored_deleted=frozenset(previous.deleted_ids),
+        was_running=frozenset(previous.running_ids),
+    )
+
+
+def _load_runs(wh: WarehouseBuilder, source: RunSource, plan: Plan, progress: RunProgress) -> int:
+    """Append the plan's batches; returns the number of warnings (each logged)."""
+    warnings = 0
+    for batch in source.batches(plan):
+        # metric history is replaced only for runs that are re-read with it
+        wh.delete_runs(list(batch.replaces), keep_history=not plan.metric_history)
+        wh.append(batch.records)
+        for line in batch.warnings:
+            log.warning("%s", line)
+        warnings += len(batch.warnings)
+        progress.advance(batch.runs)
+    return warnings
+
+
+def _load_listings(wh: WarehouseBuilder, source: RunSource, observed_at: datetime) -> None:
+    """MLflow 3's listings, read whole on every extract, full or incremental: they are
+    small next to the runs. Datasets arrive with the runs' batches; an incremental extract
+    adds those of the runs it re-read, hence the deduplication."""
+    records = source.listings()
     wh.replace_tables(records)
     wh.deduplicate("datasets")
     moves = alias_history.record_moves(wh.connection, observed_at)
@@ -180,45 +226,35 @@ def _load_entities(
 
 
 def extract_from_config(
-    config: Config, mode: str, *, hold_lock: bool = True, allow_shrink: bool = False
+    config: Config,
+    mode: Mode,
+    *,
+    hold_lock: bool = True,
+    allow_shrink: bool = False,
+    full_every: timedelta | None = None,
 ) -> ExtractSummary:
     """run_extract with everything the configuration says (etl.config.resolve), as both
     `runreport extract` and `runreport run` call it."""
-    from etl.extract.tracking import default_tracking_uri
-    from etl.extract.tracking_timeout import bound_tracking_wait
-    from etl.warehouse.settings import ViewSettings
-
     bound_tracking_wait(config.tracking_timeout)
+    view_settings = ViewSettings.given_in(config)
 
-    def extract(uri: str, db: Path, via: str, hold: bool) -> ExtractSummary:
-        return run_extract(
-            uri,
-            db,
-            mode=mode,
-            metric_history=config.metric_history,
-            page_size=config.page_size,
-            workers=config.workers,
-            overlap=timedelta(minutes=config.overlap_minutes),
-            view_settings=ViewSettings.given_in(config),
-            hold_lock=hold,
+    def extract(uri: str, db: Path, via: Via | None, hold: bool) -> ExtractSummary:
+        options = dataclasses.replace(
+            ExtractOptions.from_config(config, via),
             allow_shrink=allow_shrink,
-            via=via,
+            full_every=full_every,
         )
+        return run_extract(uri, db, mode, options, view_settings=view_settings, hold_lock=hold)
 
     if not config.sources:
-        combined = combined_source_names(config.db)
-        if combined:  # a one-store extract would replace every source's runs
-            raise ConfigError(
-                f"the warehouse {config.db} combines the sources {', '.join(combined)}",
-                "Extract it with the config that lists them as [[sources]], or choose another --db",
-            )
-        uri = config.tracking_uri or default_tracking_uri()
-        return extract(uri, config.db, config.via, hold_lock)
+        return extract(config.tracking_uri or default_tracking_uri(), config.db, None, hold_lock)
     return _extract_sources(config, extract, hold_lock)
 
 
 def _extract_sources(
-    config: Config, extract: Callable[[str, Path, str, bool], ExtractSummary], hold_lock: bool
+    config: Config,
+    extract: Callable[[str, Path, Via | None, bool], ExtractSummary],
+    hold_lock: bool,
 ) -> ExtractSummary:
     """[[sources]]: each store into its own warehouse, then the combined one swapped in
     (etl/warehouse/sources.py). A failing source fails the job before the combined
@@ -233,7 +269,7 @@ def _extract_sources(
             path = source_warehouse(config.db, source.name)
             path.parent.mkdir(exist_ok=True)
             log.info("source %s: %s", source.name, redact(source.tracking_uri))
-            done.append(extract(source.tracking_uri, path, source.via or config.via, True))
+            done.append(extract(source.tracking_uri, path, source.via, True))
         pairs = zip(config.sources, done, strict=True)
         combine_sources(config.db, [SourceWarehouse(s.name, d.db) for s, d in pairs])
     seconds = (datetime.now(timezone.utc) - started).total_seconds()
@@ -246,7 +282,7 @@ def _extract_sources(
         experiments,
         seconds,
     )
-    mode = "full" if any(d.mode == "full" for d in done) else "incremental"
+    mode: Mode = "full" if any(d.mode == "full" for d in done) else "incremental"
     return ExtractSummary(config.db, mode, runs, experiments, seconds)
 
 
@@ -259,32 +295,6 @@ def _check_not_the_store(db: Path, uri: str) -> None:
         )
 
 
-def _incremental_since(
-    db: Path, uri: str, previous: PreviousWarehouse | None, overlap: timedelta
-) -> datetime | None:
-    """The time an incremental extract re-reads from, or None (with the reason logged)
-    when a full extract is the one to do."""
-    if previous is None or previous.last_start is None:
-        log.info("no earlier extract in %s: doing a full extract", db)
-        return None
-    if previous.schema_version != SCHEMA_VERSION:
-        log.info(
-            "the warehouse %s has schema version %s, this runreport writes %d: "
-            "doing a full extract",
-            db,
-            previous.schema_version or "none",
-            SCHEMA_VERSION,
-        )
-        return None
-    if uri.startswith("file:"):
-        log.info(
-            "file store: doing a full extract (an incremental one lists every run again "
-            "there and takes longer)"
-        )
-        return None
-    return previous.last_start - overlap
-
-
 def _check_shrink(db: Path, previous: PreviousWarehouse | None, runs: int) -> None:
     if previous is None or previous.runs < SHRINK_GUARD_MIN_RUNS or runs * 2 >= previous.runs:
         return
@@ -294,158 +304,3 @@ def _check_shrink(db: Path, previous: PreviousWarehouse | None, runs: int) -> No
         "The previous warehouse is unchanged; check the tracking URI and the store, or "
         "pass --allow-shrink if the runs were removed on purpose",
     )
-
-
-def _all_run_records(
-    uri: str,
-    client: MlflowClient,
-    experiment_ids: list[str],
-    page_size: int,
-    metric_history: bool,
-    workers: int | None,
-) -> Iterator[tuple[int, reader.Records, list[str]]]:
-    workers = default_workers() if workers is None else workers
-    if workers > 1 and len(experiment_ids) > 1:
-        yield from parallel_run_records(uri, experiment_ids, workers, page_size, metric_history)
-        return
-    for task in experiment_tasks(experiment_ids, 1):
-        for runs in reader.run_pages(client, task, page_size=page_size):
-            yield from page_chunks(runs, client, metric_history)
-
-
-def _sql_store_records(
-    store: sql_store.StoreSnapshot,
-    wh: WarehouseBuilder,
-    previous: PreviousWarehouse | None,
-    since: datetime | None,
-    metric_history: bool,
-) -> Iterator[tuple[int, reader.Records, list[str]]]:
-    run_ids = None
-    if since is not None and previous is not None:
-        since_ms = int(since.timestamp() * 1000)
-        run_ids = store.changed_run_ids(since_ms, previous.deleted_ids, previous.running_ids)
-        wh.delete_runs(run_ids, keep_history=not metric_history)
-    # the store is read in a thread, the warehouse written here: DuckDB's connection
-    # stays in this thread
-    for count, records in read_ahead(store.run_records(run_ids, metric_history)):
-        yield count, records, []
-    if run_ids is None:
-        wh.delete_orphan_rows(sql_store.ORPHANS_LEFT)
-
-
-def _changed_run_records(
-    client: MlflowClient,
-    wh: WarehouseBuilder,
-    previous: PreviousWarehouse,
-    experiment_ids: list[str],
-    since: datetime,
-    page_size: int,
-    metric_history: bool,
-) -> Iterator[tuple[int, reader.Records, list[str]]]:
-    for runs in incremental.changed_runs(
-        client, experiment_ids, since, previous.deleted_ids, previous.running_ids, page_size
-    ):
-        # metric history is replaced only for runs that are re-read
-        wh.delete_runs([run.info.run_id for run in runs], keep_history=not metric_history)
-        yield from page_chunks(runs, client, metric_history)
-
-
-def _failure_log(db: Path) -> Path:
-    """Failed extracts wait here, beside the untouched warehouse, for the next success."""
-    return db.with_name(db.name + ".failed-extracts.jsonl")
-
-
-@contextlib.contextmanager
-def _failures_logged(db: Path, started: datetime, mode: str, uri: str) -> Iterator[None]:
-    """A failed extract leaves the warehouse as it was; its extract_log row is written by
-    the next extract that succeeds."""
-    try:
-        yield
-    except JobFailed as exc:
-        row = {
-            "started_at": started.isoformat(),
-            "ended_at": datetime.now(timezone.utc).isoformat(),
-            "mode": mode,
-            "tracking_uri": redact(uri),
-            "error": exc.one_line(),
-        }
-        with contextlib.suppress(OSError), _failure_log(db).open("a") as pending:
-            pending.write(json.dumps(row) + "\n")
-        raise
-
-
-def _log_extract(
-    wh: WarehouseBuilder,
-    started: datetime,
-    ended: datetime,
-    mode: str,
-    uri: str,
-    runs: int,
-    experiments: int,
-    warnings: int,
-) -> None:
-    con = wh.connection
-    next_id = extract_log.next_extract_id(con)
-    with contextlib.suppress(FileNotFoundError):
-        for line in _failure_log(wh.target).read_text().splitlines():
-            failed = json.loads(line)
-            extract_log.insert_row(
-                con,
-                extract_id=next_id,
-                started_at=failed["started_at"],
-                ended_at=failed["ended_at"],
-                mode=failed["mode"],
-                tracking_uri=failed["tracking_uri"],
-                status="failed",
-                error=failed["error"],
-            )
-            next_id += 1
-    extract_log.insert_row(
-        con,
-        extract_id=next_id,
-        started_at=started,
-        ended_at=ended,
-        mode=mode,
-        tracking_uri=redact(uri),
-        runs_seen=runs,
-        experiments_seen=experiments,
-        watermark=extract_log.latest_run_start(con),
-        status="ok",
-        warnings=warnings,
-    )
-
-
-class _mlflow_errors:
-    """Turn MLflow's and the network's exceptions into one-line job failures."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            return  # importing MLflow's exceptions costs time a successful extract needn't pay
-        from mlflow.exceptions import MlflowException
-
-        if not isinstance(exc, (MlflowException, OSError)):
-            return
-        message = (getattr(exc, "message", None) or str(exc)).strip()
-        first_line = redact_text(message.splitlines()[0] if message else repr(exc))
-        if isinstance(exc, OSError) and exc.filename is not None:
-            raise JobFailed(
-                f"extract failed on a local file: {first_line[:300]}",
-                "The previous warehouse is unchanged; check the free disk space and the "
-                "permissions of that path",
-            ) from exc
-        raise JobFailed(
-            f"extract from {redact(self.uri)} failed: {first_line[:300]}",
-            "The previous warehouse is unchanged; check the tracking store (or raise "
-            "tracking.timeout_seconds if it is slow) and try again",
-        ) from exc

@@ -3,6 +3,7 @@ from extract to load and are stored as UTC TIMESTAMPTZ."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 # The warehouse's layout version, stored in runreport_meta. Bump it when a table or column
@@ -11,6 +12,8 @@ from typing import Any
 # 3: MLflow 3's datasets, run inputs/outputs, logged models, registry, traces.
 SCHEMA_VERSION = 3
 META_TABLE = "runreport_meta"
+# the column a warehouse combined from [[sources]] names each row's tracking store by
+SOURCE_COLUMN = "tracking_source"
 
 # table -> [(column, duckdb type)]; "ms" marks an epoch-millisecond column stored as timestamptz.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -199,6 +202,9 @@ def insert_select_sql(table: str, source: str) -> str:
     return f"insert into {table} select {', '.join(exprs)} from {source}"
 
 
-def empty_records() -> dict[str, dict[str, list[Any]]]:
-    """A fresh columnar batch: table -> column -> values."""
-    return {table: {name: [] for name in column_names(table)} for table in TABLES}
+EXPERIMENT_TABLES = ("experiments", "experiment_tags")
+
+
+def empty_records(tables: Iterable[str] = TABLES) -> dict[str, dict[str, list[Any]]]:
+    """A fresh columnar batch of these tables (default every one): table -> column -> values."""
+    return {table: {name: [] for name in column_names(table)} for table in tables}

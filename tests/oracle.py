@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+
+from etl.schema import TABLES
 
 Snapshot = dict[str, set[tuple]]
 
@@ -93,5 +96,79 @@ def table_counts(db: Path) -> dict[str, int]:
             t: con.execute(f"select count(*) from {t}").fetchone()[0]
             for t in ("experiments", "runs", "params", "metrics", "tags")
         }
+    finally:
+        con.close()
+
+
+# --- the source contract's oracle: rows as MLflow lists them, rows as the warehouse holds them
+
+Rows = dict[str, list[str]]  # table -> its rows, each a repr (NaN equals NaN), sorted
+RUN_TABLES = (
+    "experiments",
+    "experiment_tags",
+    "runs",
+    "params",
+    "tags",
+    "metrics",
+    "metric_history",
+    "datasets",
+    "run_inputs",
+    "run_outputs",
+)
+
+
+def mlflow_rows(uri: str) -> Rows:
+    """Every experiment and run, with their params, latest metrics, tags, every metric
+    point, dataset inputs and model outputs, as MlflowClient lists them, in the warehouse's
+    column order (times as epoch ms)."""
+    client = MlflowClient(uri)
+    found: dict[str, set[tuple] | list[tuple]] = {t: [] for t in RUN_TABLES}
+    found["datasets"] = set()  # the warehouse keeps each dataset once
+    snap = mlflow_snapshot(uri)
+    for table in ("experiments", "experiment_tags", "runs", "params", "tags"):
+        found[table] = list(snap[table])
+    for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000):
+        token = None
+        while True:
+            page = client.search_runs(
+                [e.experiment_id], run_view_type=ViewType.ALL, max_results=50_000, page_token=token
+            )
+            for run in page:
+                _add_run_rows(client, run, found)
+            token = page.token
+            if not token:
+                break
+    return {table: sorted(map(repr, rows)) for table, rows in found.items()}
+
+
+def _add_run_rows(client: MlflowClient, run: Any, found: dict[str, Any]) -> None:
+    run_id = run.info.run_id
+    for m in run.data._metric_objs:
+        found["metrics"].append((run_id, m.key, m.value, m.step, m.timestamp))
+        for point in client.get_metric_history(run_id, m.key):
+            found["metric_history"].append(
+                (run_id, point.key, point.value, point.step, point.timestamp)
+            )
+    for given in run.inputs.dataset_inputs if run.inputs else []:
+        d = given.dataset
+        context = {tag.key: tag.value for tag in given.tags}.get("mlflow.data.context")
+        found["run_inputs"].append((run_id, d.name, d.digest, context))
+        found["datasets"].add((d.name, d.digest, d.source_type, d.source, d.schema, d.profile))
+    for output in run.outputs.model_outputs if run.outputs else []:
+        found["run_outputs"].append((run_id, output.model_id, output.step))
+
+
+def warehouse_rows(db: Path, tables: tuple[str, ...] = RUN_TABLES) -> Rows:
+    """The same tables as the warehouse holds them, times back to epoch ms."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = {}
+        for table in tables:
+            columns = ", ".join(
+                f"epoch_ms({name})" if kind == "ms" else name for name, kind in TABLES[table]
+            )
+            found = con.execute(f"select {columns} from {table}").fetchall()
+            rows[table] = sorted(map(repr, found))
+        return rows
     finally:
         con.close()

@@ -1,9 +1,9 @@
-"""`runreport extract --incremental` ends with exactly the warehouse a full extract builds,
-and the parallel full extract with exactly the serial one."""
+"""`runreport extract --incremental` picks its mode (the source contract,
+tests/test_source_contract.py, holds it equal to a full extract after every kind of
+change), and the parallel full extract ends with exactly the serial one."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import duckdb
@@ -70,37 +70,6 @@ def apply_every_kind_of_change(facts: StoreFacts, zombie: str) -> str:
     # 8. a zombie marked KILLED with update_run, which leaves its end time empty
     client.update_run(zombie, status="KILLED")
     return new_run
-
-
-def test_incremental_equals_full_after_every_kind_of_change(tmp_path: Path) -> None:
-    facts = build_rich_store(tmp_path / "store")
-    uri, runs, experiments = facts.uri, facts.run_ids, facts.experiment_ids
-    client = MlflowClient(uri)
-    # a run that was deleted before the first extract and is restored after it
-    client.delete_run(runs["failed"])
-    zombie = log_run(client, experiments["alpha"], "zombie", status="RUNNING")
-    db = tmp_path / "incremental.duckdb"
-    extract(uri, db)
-    time.sleep(0.01)
-
-    new_run = apply_every_kind_of_change(facts, zombie)
-
-    extract(uri, db, "--incremental")
-    full = tmp_path / "full.duckdb"
-    extract(uri, full, "--full")
-
-    assert table_contents(db) == table_contents(full)
-    con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("select mode from extract_log order by extract_id").fetchall() == [
-        ("full",),
-        ("incremental",),
-    ]
-    assert con.execute(
-        "select lifecycle_stage from runs where run_id = ?", [runs["unicode"]]
-    ).fetchone() == ("deleted",)
-    assert con.execute("select count(*) from runs where run_id = ?", [new_run]).fetchone() == (1,)
-    status = con.execute("select status from runs where run_id = ?", [zombie]).fetchone()
-    assert status == ("KILLED",)
 
 
 def test_incremental_without_a_warehouse_is_a_full_extract(tmp_path: Path) -> None:

@@ -43,13 +43,26 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.data.numpy_dataset import from_numpy
+from mlflow.entities import AssessmentSource, LoggedModelOutput
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import fluent
+from mlflow.tracking._tracking_service import utils as tracking_utils
+from mlflow.tracking.context.registry import resolve_tags
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+from sklearn.metrics import mean_squared_error, r2_score
+from sklearn.model_selection import GridSearchCV, train_test_split
+
 from etl.errors import ConfigError, JobFailed
 from etl.extract.reader import run_pages
 from etl.extract.tracking import check_tracking_uri, redact, sqlite_path
 
 if TYPE_CHECKING:
-    import numpy as np
-    from mlflow import MlflowClient
     from mlflow.entities import Run
 
 ARTICLE_EXPERIMENT = "/mlflow_sdk_test"
@@ -132,8 +145,6 @@ def seed_demo_runs(tracking_uri: str, log_models: bool = False) -> SeedSummary:
     MLflow's global state (tracking URI, active experiment, autolog, active runs, and the
     MLFLOW_* variables it sets) is as it was before when this returns or raises.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
 
     uri = _writable_uri(tracking_uri)
     if mlflow.active_run() is not None:
@@ -178,9 +189,6 @@ def _writable_uri(tracking_uri: str) -> str:
 
 @contextmanager
 def _restored_mlflow_state() -> Iterator[None]:
-    import mlflow
-    from mlflow.tracking import fluent
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved_uri = tracking_utils._tracking_uri
     saved_experiment_id = fluent._active_experiment_id
@@ -239,8 +247,6 @@ def _all_runs(client: MlflowClient, experiment_ids: dict[str, str]) -> Iterator[
 
 
 def _load_diabetes() -> Diabetes:
-    from sklearn.datasets import load_diabetes
-    from sklearn.model_selection import train_test_split
 
     data = load_diabetes()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -250,14 +256,12 @@ def _load_diabetes() -> Diabetes:
 
 
 def _ridge(alpha: float) -> Any:
-    from sklearn.linear_model import Ridge
 
     return Ridge(alpha=alpha, solver="cholesky")
 
 
 def _fit_and_score(estimator: Any, data: Diabetes, x_train: Any = None) -> dict[str, float]:
     """Fit on the training set (under autolog) and score on the test set."""
-    from sklearn.metrics import mean_squared_error, r2_score
 
     estimator.fit(data.x_train if x_train is None else x_train, data.y_train)
     # autolog names its post-training metrics after this variable: mean_squared_error_X_test
@@ -268,7 +272,6 @@ def _fit_and_score(estimator: Any, data: Diabetes, x_train: Any = None) -> dict[
 
 
 def _log_scores(scores: dict[str, float], keys: tuple[str, ...] = ("mse", "rmse", "r2")) -> None:
-    import mlflow
 
     for key in keys:
         mlflow.log_metric(key, scores[key])
@@ -283,10 +286,6 @@ def _log_demo_runs(client: MlflowClient, experiment_ids: dict[str, str], data: D
 
 def _log_past_days(client: MlflowClient, experiment_id: str, data: Diabetes) -> None:
     """A few days of estimator comparisons, one of which fails."""
-    import mlflow
-    import numpy as np
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.linear_model import ElasticNet, Lasso
 
     mlflow.set_experiment(experiment_id=experiment_id)
     # A broken feature: one column with missing values makes the fit raise.
@@ -330,8 +329,6 @@ def _backdated_run(
 ) -> Iterator[Any]:
     """A run that started at `start`; yields a function that shifts a timestamp (ms) of now
     into the run's time frame. An exception inside marks it FAILED, as `with start_run` does."""
-    import mlflow
-    from mlflow.tracking.context.registry import resolve_tags
 
     start_ms = int(start.timestamp() * 1000)
     offset_ms = start_ms - int(time.time() * 1000)
@@ -354,10 +351,6 @@ def _backdated_run(
 def _log_article_steps(experiment_ids: dict[str, str], data: Diabetes) -> list[str]:
     """The article's tips, in the order a person would run them in a notebook; returns
     the ids of the logged models two of the runs record, oldest first."""
-    import mlflow
-    from mlflow.data.numpy_dataset import from_numpy
-    from sklearn.linear_model import Lasso
-    from sklearn.model_selection import GridSearchCV
 
     models = []
     # experiment_id: set_experiment for the runs that follow, experiment_id= per run.
@@ -434,7 +427,6 @@ def _log_model_record(
 ) -> str:
     """A logged model of the run (its record only: no artifacts) with the test rmse, as an
     output of the run; returns its id."""
-    from mlflow import MlflowClient
 
     client = MlflowClient()
     model = client.create_logged_model(
@@ -455,7 +447,6 @@ def _log_model_record(
 
 
 def _model_output(model_id: str) -> Any:
-    from mlflow.entities import LoggedModelOutput
 
     return LoggedModelOutput(model_id, step=0)
 
@@ -463,7 +454,6 @@ def _model_output(model_id: str) -> Any:
 def _register_models(client: MlflowClient, model_ids: list[str]) -> None:
     """One version of REGISTERED_MODEL per logged model; ALIAS on the first, then moved to
     the last. A second seeding adds versions to the same registered model."""
-    from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(REGISTERED_MODEL)
@@ -483,8 +473,6 @@ def _register_models(client: MlflowClient, model_ids: list[str]) -> None:
 
 def _log_traces(experiment_id: str) -> None:
     """DEMO_TRACES as one-span traces with token usage, each with a feedback assessment."""
-    import mlflow
-    from mlflow.entities import AssessmentSource
 
     mlflow.set_experiment(experiment_id=experiment_id)
     trace_ids = []

@@ -302,6 +302,7 @@ def list_traces(client: MlflowClient, experiment_ids: list[str], page_size: int)
 
 
 def _token_usage(metadata: dict[str, str]) -> dict[str, Any]:
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.tracing.constant import TraceMetadataKey
 
     try:
@@ -321,6 +322,7 @@ def assessment_value(assessment: Any) -> str | None:
 
 
 def trace_records(traces: Iterable[Trace]) -> Records:
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.tracing.constant import TraceMetadataKey
 
     records = empty_records()

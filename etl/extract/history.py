@@ -65,6 +65,7 @@ def _run_batches(runs: RunKeys, size: int) -> Iterator[RunKeys]:
 
 def _batched_reader(client: MlflowClient) -> Callable[[RunKeys], Records] | None:
     store: Any = client._tracking_client.store
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.store.tracking.rest_store import RestStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -77,6 +78,7 @@ def _batched_reader(client: MlflowClient) -> Callable[[RunKeys], Records] | None
 
 def _sql_read(store: Any, batch: RunKeys) -> Records:
     """One SELECT of the batch's points, all keys at once; only the keys each run lists."""
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.store.tracking.dbmodels.models import SqlMetric
     from sqlalchemy import select
 
@@ -147,6 +149,7 @@ def _bulk_points(
 
 
 def _bulk_call(store: Any, key: str, run_ids: list[str]) -> list[tuple[str, str, float, int, int]]:
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.utils import rest_utils
 
     rest: Any = rest_utils  # untyped

@@ -17,9 +17,11 @@ removed for good by `mlflow gc`. The periodic full refresh repairs all of these.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Set as AbstractSet
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from etl.config import default
 from etl.extract import reader
 
 if TYPE_CHECKING:
@@ -27,19 +29,19 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 RUN_ID_BATCH = 100
-DEFAULT_OVERLAP = timedelta(hours=1)
 
 
 def changed_runs(
     client: MlflowClient,
     experiment_ids: list[str],
     since: datetime,
-    stored_deleted: set[str],
-    was_running: set[str],
-    page_size: int = reader.DEFAULT_PAGE_SIZE,
+    stored_deleted: AbstractSet[str],
+    was_running: AbstractSet[str],
+    page_size: int = default("page_size"),
 ) -> Iterator[list[Run]]:
     """Pages of runs to upsert; each run at most once. `stored_deleted` and `was_running`
     are the runs the warehouse holds as deleted and as RUNNING."""
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow.entities import ViewType
 
     since_ms = int(since.timestamp() * 1000)

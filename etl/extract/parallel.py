@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from etl.config import default
 from etl.errors import JobFailed
 from etl.extract import entities, history, reader
 from etl.schema import empty_records
@@ -33,13 +34,6 @@ PAGES_IN_FLIGHT_PER_WORKER = 2
 _DONE = "done"
 _ERROR = "error"
 _PAGE = "page"
-
-
-def default_workers() -> int:
-    """One: every worker process imports MLflow (about 170 MB) and holds its own pages, so
-    memory grows with workers; on 120,000 runs two workers took 35 s at 1.4 GB, one 46 s at
-    350 MB. Ask for more with --workers, above all against a remote server."""
-    return 1
 
 
 def experiment_tasks(experiment_ids: list[str], workers: int) -> list[list[str]]:
@@ -118,7 +112,7 @@ def parallel_run_records(
     tracking_uri: str,
     experiment_ids: list[str],
     workers: int,
-    page_size: int = reader.DEFAULT_PAGE_SIZE,
+    page_size: int = default("page_size"),
     metric_history: bool = False,
 ) -> Iterator[tuple[int, Records, list[str]]]:
     """(runs in page, records, warnings) for every run of these experiments, from `workers`

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from etl.schema import empty_records
+from etl.config import default
+from etl.schema import EXPERIMENT_TABLES, empty_records
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -24,12 +25,10 @@ EXPERIMENT_PAGE_SIZE = 1000
 # search_runs accepts many experiment ids, but long id lists make slow SQL and big
 # requests; batches of this size keep each request small.
 EXPERIMENT_BATCH_SIZE = 100
-# Stores reject more than 50,000. Measured on 120,000 runs (SQLite, one process): 1,000 a
-# page took 46 s at 350 MB peak, 2,000 took 40 s at 383 MB, 5,000 took 37 s at 573 MB.
-DEFAULT_PAGE_SIZE = 1_000
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -37,6 +36,7 @@ def make_client(tracking_uri: str) -> MlflowClient:
 
 def list_experiments(client: MlflowClient) -> Iterator[Experiment]:
     """Every experiment, deleted ones included, paged to the end."""
+    # MLflow is imported where it is used (seconds a --via sql run skips)
     from mlflow.entities import ViewType
 
     token = None
@@ -51,7 +51,8 @@ def list_experiments(client: MlflowClient) -> Iterator[Experiment]:
 
 
 def experiment_records(experiments: Iterable[Experiment]) -> Records:
-    records = empty_records()
+    """The experiments and experiment_tags tables of these experiments."""
+    records = empty_records(EXPERIMENT_TABLES)
     exp, exp_tags = records["experiments"], records["experiment_tags"]
     for e in experiments:
         exp["experiment_id"].append(e.experiment_id)
@@ -106,11 +107,12 @@ def run_pages(
     client: MlflowClient,
     experiment_ids: list[str],
     filter_string: str = "",
-    page_size: int = DEFAULT_PAGE_SIZE,
+    page_size: int = default("page_size"),
     view_type: int | None = None,
 ) -> Iterator[list[Run]]:
     """Pages of runs of these experiments, every lifecycle stage unless `view_type` narrows
     it, until the page token is empty."""
+    # MLflow is imported where it is used (seconds a --via sql run skips)
     from mlflow.entities import ViewType
 
     for batch in batched(experiment_ids, EXPERIMENT_BATCH_SIZE):

@@ -32,7 +32,7 @@ from etl.errors import ConfigError, JobFailed
 from etl.extract.entities import CONTEXT_TAG
 from etl.extract.reader import Records, batched
 from etl.extract.tracking import redact, sqlite_path
-from etl.schema import empty_records
+from etl.schema import EXPERIMENT_TABLES, empty_records
 
 # alembic revision -> the MLflow version whose migrations end there; each one here has been
 # checked against search_runs by tests/test_via_sql.py.
@@ -129,6 +129,7 @@ class _SqlAlchemySource:
         return ARRAY_ID_BATCH if self.con.dialect.name == "postgresql" else LIST_ID_BATCH
 
     def chunks(self, sql: str, params: Mapping[str, Any]) -> Iterator[Sequence[Row]]:
+        # SQLAlchemy only for the database servers: a SQLite store is read without it
         from sqlalchemy import text
 
         statement = text(sql)
@@ -173,7 +174,7 @@ class StoreSnapshot:
 
     def experiment_records(self) -> Records:
         """experiments and experiment_tags, deleted experiments included."""
-        records = empty_records()
+        records = empty_records(EXPERIMENT_TABLES)
         experiments = self.source.chunks(
             "select experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
             "last_update_time from experiments",
@@ -210,6 +211,16 @@ class StoreSnapshot:
                 for chunk in self.source.chunks(sql, names):
                     _extend_run_table(records, table, chunk)
             yield len(records["runs"]["run_id"]), records
+
+    def history_records(self, run_ids: Iterable[str]) -> Iterator[Records]:
+        """The metric history of these runs, the source's id_batch runs a batch."""
+        for batch in batched(sorted(set(run_ids)), self.source.id_batch):
+            where, names = self.source.among(batch)
+            records = empty_records()
+            sql = _RUN_TABLE_SQL["metric_history"].format(runs=where)
+            for chunk in self.source.chunks(sql, names):
+                _extend_run_table(records, "metric_history", chunk)
+            yield records
 
     def _all_runs(self, tables: list[str]) -> Iterator[tuple[int, Records]]:
         for chunk in self.source.chunks(_RUNS_SQL, {}):
@@ -328,6 +339,7 @@ def _sqlite_source(uri: str) -> Iterator[_Source]:
 
 @contextlib.contextmanager
 def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
+    # SQLAlchemy only for the database servers: a SQLite store is read without it
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
@@ -384,7 +396,7 @@ def _check_single_tenant(source: _Source) -> None:
 def _is_database_error(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error | StoreReadError):
         return True
-    try:
+    try:  # SQLAlchemy only when a server store is read (see _sqlalchemy_source)
         from sqlalchemy.exc import SQLAlchemyError
     except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
         return False

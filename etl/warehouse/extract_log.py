@@ -1,18 +1,21 @@
 """The warehouse's own bookkeeping: extract_log rows (by column name, so a warehouse of an
-older schema version still reads and copies), runreport_meta, and what an incremental
-extract needs to know about the previous warehouse."""
+older schema version still reads and copies), runreport_meta, what the next extract needs
+to know about the previous warehouse, and failed extracts waiting beside it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from etl.errors import RunreportError
-from etl.schema import EXTRACT_LOG_COLUMNS, META_DDL, META_TABLE, SCHEMA_VERSION
+from etl.errors import JobFailed
+from etl.schema import EXTRACT_LOG_COLUMNS, META_DDL, META_TABLE, SCHEMA_VERSION, SOURCE_COLUMN
 from etl.warehouse.connect import open_warehouse, quote_ident, table_names
 
 
@@ -22,13 +25,16 @@ class PreviousWarehouse:
 
     schema_version: int | None
     last_start: datetime | None  # of the last successful extract
+    last_full_start: datetime | None  # of the last successful full extract
     runs: int
     deleted_ids: set[str] = field(default_factory=set)
     running_ids: set[str] = field(default_factory=set)
+    combined_sources: list[str] = field(default_factory=list)  # [[sources]] it combines
 
 
 def read_previous(db: Path) -> PreviousWarehouse | None:
-    """None when there is no warehouse yet; ConfigError when `db` is not one."""
+    """Everything the extract needs of the warehouse it replaces, in one read: None when
+    there is no warehouse yet; ConfigError when `db` is not one."""
     if not db.exists():
         return None
     con = open_warehouse(db)
@@ -36,27 +42,26 @@ def read_previous(db: Path) -> PreviousWarehouse | None:
         return PreviousWarehouse(
             schema_version=schema_version(con),
             last_start=_last_start(con, None),
+            last_full_start=_last_start(con, "full"),
             runs=_count(con, "select count(*) from runs"),
             deleted_ids=_ids(con, "select run_id from runs where lifecycle_stage = 'deleted'"),
             running_ids=_ids(con, "select run_id from runs where status = 'RUNNING'"),
+            combined_sources=_source_names(con),
         )
     finally:
         con.close()
 
 
-def last_extract_start(db: Path, mode: str | None = None) -> datetime | None:
-    """Start time of the last successful extract (of this mode), or None when the warehouse
-    is missing, unreadable or has none: then the next extract is a full one."""
-    if not db.exists():
-        return None
-    try:
-        con = open_warehouse(db)
-    except RunreportError:
-        return None
-    try:
-        return _last_start(con, mode)
-    finally:
-        con.close()
+def _source_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The sources a combined warehouse holds; [] for a warehouse of one store."""
+    columns = con.execute(
+        "select column_name from duckdb_columns() where schema_name = 'main' "
+        "and table_name = 'runs' and database_name = current_database()"
+    ).fetchall()
+    if (SOURCE_COLUMN,) not in columns:
+        return []
+    rows = con.execute(f"select distinct {SOURCE_COLUMN} from runs order by 1").fetchall()
+    return [str(name) for (name,) in rows]
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -129,3 +134,38 @@ def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
 
 def _ids(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:
     return {run_id for (run_id,) in con.execute(query).fetchall()}
+
+
+def failure_log(db: Path) -> Path:
+    """Failed extracts wait here, beside the untouched warehouse, for the next success."""
+    return db.with_name(db.name + ".failed-extracts.jsonl")
+
+
+@contextlib.contextmanager
+def failures_kept(db: Path, started: datetime, mode: str, redacted_uri: str) -> Iterator[None]:
+    """A failed extract leaves the warehouse as it was; its extract_log row waits in the
+    failure log until the next extract that succeeds writes it (record_extract)."""
+    try:
+        yield
+    except JobFailed as exc:
+        row = {
+            "started_at": started.isoformat(),
+            "ended_at": datetime.now(timezone.utc).isoformat(),
+            "mode": mode,
+            "tracking_uri": redacted_uri,
+            "error": exc.one_line(),
+        }
+        with contextlib.suppress(OSError), failure_log(db).open("a") as pending:
+            pending.write(json.dumps(row) + "\n")
+        raise
+
+
+def record_extract(con: duckdb.DuckDBPyConnection, db: Path, **values: Any) -> None:
+    """The extract_log rows of a successful extract into `db`: the failed extracts waiting
+    in its failure log first, then this one (`values`: its columns)."""
+    next_id = next_extract_id(con)
+    with contextlib.suppress(FileNotFoundError):
+        for line in failure_log(db).read_text().splitlines():
+            insert_row(con, extract_id=next_id, status="failed", **json.loads(line))
+            next_id += 1
+    insert_row(con, extract_id=next_id, status="ok", **values)

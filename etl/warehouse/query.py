@@ -176,6 +176,7 @@ def write_json(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> 
 
 
 def write_table(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> None:
+    # rich only for the table format: csv and json output never draw one
     from rich.console import Console
     from rich.table import Column, Table
     from rich.text import Text

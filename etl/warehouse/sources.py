@@ -25,13 +25,11 @@ from pathlib import Path
 
 import duckdb
 
-from etl.errors import RunreportError
-from etl.schema import META_TABLE
+from etl.schema import META_TABLE, SOURCE_COLUMN
 from etl.warehouse.build import WarehouseBuilder, is_settings_table
-from etl.warehouse.connect import open_warehouse, quote_ident, quote_literal, table_names
+from etl.warehouse.connect import quote_ident, quote_literal, table_names
 
 # not "source": datasets and model_versions have a column of that name from MLflow
-SOURCE_COLUMN = "tracking_source"
 
 
 @dataclass(frozen=True)
@@ -43,27 +41,6 @@ class SourceWarehouse:
 def source_warehouse(db: Path, name: str) -> Path:
     """Where one source's own warehouse lives: beside the combined one."""
     return db.with_name(f"{db.stem}.sources") / f"{name}.duckdb"
-
-
-def combined_source_names(db: Path) -> list[str]:
-    """The sources a combined warehouse holds; [] for a warehouse of one store or none."""
-    if not db.is_file():
-        return []
-    try:
-        con = open_warehouse(db)
-    except RunreportError:
-        return []  # not a warehouse at all: the extract says so, with its own fix
-    try:
-        columns = con.execute(
-            "select column_name from duckdb_columns() where schema_name = 'main' "
-            "and table_name = 'runs' and database_name = current_database()"
-        ).fetchall()
-        if (SOURCE_COLUMN,) not in columns:
-            return []
-        rows = con.execute(f"select distinct {SOURCE_COLUMN} from runs order by 1").fetchall()
-        return [str(name) for (name,) in rows]
-    finally:
-        con.close()
 
 
 def combine_sources(db: Path, sources: Sequence[SourceWarehouse]) -> None:

@@ -1,0 +1,113 @@
+"""The source that reads through MLflow's client API: any tracking URI MLflow opens.
+
+Runs come from `search_runs` paged to the end (etl/extract/reader.py), in worker processes
+when asked for (etl/extract/parallel.py); an incremental plan re-reads the runs that can
+have changed (etl/extract/incremental.py); history and listings through the client too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from etl.errors import JobFailed
+from etl.extract import entities, history, incremental, reader
+from etl.extract.parallel import experiment_tasks, page_chunks, parallel_run_records
+from etl.extract.source import Batch, Plan, Records, RunKeys
+from etl.extract.tracking import redact
+from etl.redact import redact_text
+
+
+class ApiSource:
+    name = "search_runs"
+
+    def __init__(
+        self,
+        uri: str,
+        page_size: int,
+        workers: int,
+        entity_page_sizes: entities.PageSizes | None = None,
+        experiment_ids: list[str] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.page_size = page_size
+        self.workers = workers
+        self.entity_page_sizes = entity_page_sizes
+        self.client = reader.make_client(uri)
+        self._experiment_ids = experiment_ids
+
+    @property
+    def experiment_ids(self) -> list[str]:
+        if self._experiment_ids is None:
+            self.experiments()
+        assert self._experiment_ids is not None
+        return self._experiment_ids
+
+    def experiments(self) -> Records:
+        records = reader.experiment_records(reader.list_experiments(self.client))
+        self._experiment_ids = list(records["experiments"]["experiment_id"])
+        return records
+
+    def batches(self, plan: Plan) -> Iterator[Batch]:
+        if plan.since is None:
+            yield from self._all_runs(plan.metric_history)
+            return
+        for runs in incremental.changed_runs(
+            self.client,
+            self.experiment_ids,
+            plan.since,
+            plan.stored_deleted,
+            plan.was_running,
+            self.page_size,
+        ):
+            replaced = [run.info.run_id for run in runs]
+            for count, records, warnings in page_chunks(runs, self.client, plan.metric_history):
+                yield Batch(records, count, replaced, warnings)
+                replaced = []  # the page's first batch deletes its runs' old rows
+
+    def _all_runs(self, metric_history: bool) -> Iterator[Batch]:
+        ids = self.experiment_ids
+        if self.workers > 1 and len(ids) > 1:
+            chunks = parallel_run_records(
+                self.uri, ids, self.workers, self.page_size, metric_history
+            )
+            for count, records, warnings in chunks:
+                yield Batch(records, count, warnings=warnings)
+            return
+        for task in experiment_tasks(ids, 1):
+            for runs in reader.run_pages(self.client, task, page_size=self.page_size):
+                for count, records, warnings in page_chunks(runs, self.client, metric_history):
+                    yield Batch(records, count, warnings=warnings)
+
+    def history(self, runs: RunKeys) -> Iterator[Batch]:
+        warnings: list[str] = []
+        for records in history.history_chunks(self.client, runs, warnings):
+            yield Batch(records, warnings=warnings[:])
+            warnings.clear()
+
+    def listings(self) -> Records:
+        return entities.entity_records(
+            self.client, self.uri, self.experiment_ids, self.entity_page_sizes
+        )
+
+
+def raise_as_job_failure(exc: BaseException, uri: str) -> None:
+    """MLflow's and the network's exceptions as one-line job failures naming the store;
+    any other exception is left to propagate."""
+    # imported only on failure: MLflow's exceptions module costs a successful extract time
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, (MlflowException, OSError)):
+        return
+    message = (getattr(exc, "message", None) or str(exc)).strip()
+    first_line = redact_text(message.splitlines()[0] if message else repr(exc))
+    if isinstance(exc, OSError) and exc.filename is not None:
+        raise JobFailed(
+            f"extract failed on a local file: {first_line[:300]}",
+            "The previous warehouse is unchanged; check the free disk space and the "
+            "permissions of that path",
+        ) from exc
+    raise JobFailed(
+        f"extract from {redact(uri)} failed: {first_line[:300]}",
+        "The previous warehouse is unchanged; check the tracking store (or raise "
+        "tracking.timeout_seconds if it is slow) and try again",
+    ) from exc
