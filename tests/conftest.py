@@ -1,8 +1,13 @@
 """Shared fixtures: real MLflow stores built through MLflow's API, a real mlflow server,
-and the CLI driven through click's CliRunner."""
+and the CLI driven through click's CliRunner.
+
+A store that many tests build alike is built once per session through MLflow's API and
+copied per use (tests/templates.py): MLflow's migrations alone take seconds per new SQLite
+store, where copying the finished file takes under a millisecond."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -22,39 +27,72 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from etl.cli import cli
+from tests import templates
+from tests.perf.make_store import generate_store
+from tests.templates import copy_store, isolated, template
 
 LONG_TAG = "x" * 7990 + "ünïcødé"  # MLflow allows 8,000 characters
 
-
 UNIT_TESTS = Path(__file__).parent / "unit"
+# Fixtures that start a real part: a test using one is slow wherever it lives.
+REAL_PART_FIXTURES = {
+    "rich_store", "served_rich_store", "demo", "many_runs_store", "chromium", "postgres",
+    "mysql", "spark",
+}  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "pure: starts no real part, so it runs in the fast layer (-m 'not slow')"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything outside tests/unit runs real parts (MLflow stores and servers, SMTP,
-    Chromium, PostgreSQL, Spark): marked slow, so `pytest -m "not slow"` is the fast loop."""
+    """`slow` marks a test that starts a real part: an MLflow store or server, SMTP,
+    Chromium, PostgreSQL, MariaDB, Spark, a subprocess. tests/unit holds pure tests only;
+    elsewhere a test is taken to start one unless it is marked `pure`, and a test using one
+    of REAL_PART_FIXTURES always does. `pytest -m "not slow"` is the fast layer."""
     for item in items:
-        if UNIT_TESTS not in Path(item.path).parents:
+        pure = UNIT_TESTS in Path(item.path).parents or item.get_closest_marker("pure")
+        if not pure or REAL_PART_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated(tmp_path: Path) -> Iterator[None]:
     """No test reads the developer's MLflow settings or litters the checkout."""
-    for name in list(os.environ):
-        if name.startswith(("MLFLOW_", "RUNREPORT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    with isolated(tmp_path):
+        yield
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
+# --- template stores: built once per session, copied per use ----------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where tests/templates.py builds; nothing is built until a test asks for a store."""
+    templates.session = templates.Templates(tmp_path_factory)
+    yield
+    templates.session = None
+
+
+def _migrate(folder: Path) -> None:
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates the schema
+
+
 def new_store(folder: Path, name: str = "mlflow.db") -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / name}"
-    MlflowClient(uri).search_experiments()  # creates the schema
-    return uri
+    """An empty MLflow SQLite store at folder/name: a copy of one migrated once per session
+    (an existing store there is kept, and migrated as MLflow would)."""
+    path = folder / name
+    if path.exists():
+        uri = f"sqlite:///{path}"
+        MlflowClient(uri).search_experiments()
+        return uri
+    return copy_store(template("empty", _migrate)[0], folder, name)
 
 
 @dataclass
@@ -98,8 +136,21 @@ def log_run(
 def build_rich_store(folder: Path, uri: str | None = None) -> StoreFacts:
     """Several experiments, a deleted run, a deleted experiment with runs, three levels of
     nesting, NaN and ±inf metrics, metric history, unicode and 8,000-character tags; in a
-    new SQLite store in `folder` unless `uri` names another (empty) store."""
-    uri = uri or new_store(folder)
+    new SQLite store in `folder` (a copy of the session's template, built once by
+    log_rich_store) unless `uri` names another (empty) store, where it is built."""
+    if uri is not None:
+        return log_rich_store(uri)
+    path, facts = template("rich", lambda here: log_rich_store(new_store(here)))
+    return dataclasses.replace(
+        facts,
+        uri=copy_store(path, folder),
+        run_ids=dict(facts.run_ids),
+        experiment_ids=dict(facts.experiment_ids),
+    )
+
+
+def log_rich_store(uri: str) -> StoreFacts:
+    """build_rich_store's runs, logged through MLflow's API into the empty store at `uri`."""
     client = MlflowClient(uri)
     facts = StoreFacts(uri)
     ids = facts.experiment_ids
@@ -138,7 +189,36 @@ def build_rich_store(folder: Path, uri: str | None = None) -> StoreFacts:
 
 @pytest.fixture(scope="session")
 def rich_store(tmp_path_factory: pytest.TempPathFactory) -> StoreFacts:
+    """build_rich_store's store, shared by the whole session: read only."""
     return build_rich_store(tmp_path_factory.mktemp("rich"))
+
+
+@dataclass
+class Demo:
+    folder: Path  # mlflow.db, runs.duckdb and reports/
+    result: Result  # what `runreport demo` said
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`runreport demo` run once per session into a new folder: the seeded store, its
+    warehouse and its report. Read only: copy the folder to change it."""
+    folder = tmp_path_factory.mktemp("demo")
+    with isolated(folder):
+        result = run_cli("demo", "--dir", "demo")
+    return Demo(folder / "demo", result)
+
+
+@pytest.fixture(scope="session")
+def many_runs_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """1,200 runs in one experiment, more than search_runs' default page of 1,000, written
+    by tests/perf/make_store.py (checked against MLflow by tests/test_generated_store.py)
+    in 4 s, most of it MLflow's migrations, where 1,200 create_run calls take 19 s. Read
+    only: copy_store it to change it."""
+    folder = tmp_path_factory.mktemp("many-runs")
+    with isolated(folder):
+        made = generate_store(folder / "mlflow.db", runs=1200, experiments=1, deleted_experiments=0)
+    return made.uri
 
 
 def free_port() -> int:
@@ -173,7 +253,10 @@ class MlflowServer:
 
 
 def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 and a free port, answering /health."""
+    """A real `mlflow server` on 127.0.0.1 and a free port, answering /health. Its job
+    runner (MLflow's GenAI jobs, none of runreport's requests) is off: left on, as MLflow's
+    default has it, it starts eight more processes, each importing MLflow, and the server
+    takes twice as long to start and ten seconds to stop."""
     port = free_port()
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     process = subprocess.Popen(
@@ -191,6 +274,7 @@ def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     server = MlflowServer(f"http://127.0.0.1:{port}", process)
     deadline = time.monotonic() + 90
@@ -202,13 +286,14 @@ def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
                 if reply.status == 200:
                     return server
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     server.stop()
     raise RuntimeError("mlflow server did not answer /health within 90 s")
 
 
 @pytest.fixture(scope="session")
 def served_rich_store(rich_store: StoreFacts) -> Iterator[MlflowServer]:
+    """One real `mlflow server` on the rich store for the whole session: read only."""
     server = start_mlflow_server(rich_store.uri)
     yield server
     server.stop()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import etl
-from etl.errors import ConfigError
 from tests.conftest import build_rich_store, run_cli
 from tests.test_incremental import table_contents
 
@@ -43,8 +42,3 @@ def test_the_api_builds_the_warehouse_the_cli_builds(tmp_path: Path) -> None:
             con.execute("delete from runs")
     finally:
         con.close()
-
-
-def test_api_settings_are_checked_like_flags(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--days must be between 1 and 3660, not 0"):
-        etl.render_report(tmp_path / "runs.duckdb", tmp_path / "out", days=0)

@@ -41,10 +41,3 @@ def test_demo_in_an_empty_folder_twice(tmp_path: Path) -> None:
     assert con.execute("select count(*) from experiments").fetchone() == (3,)  # + Default
     index = (folder / "reports" / "index.html").read_text()
     assert "GridSearchCV" in index
-
-
-def test_readme_demo_command_is_runreport_demo() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    first_command = re.search(r"```bash\n(.*?)\n", readme)
-    assert first_command is not None
-    assert first_command.group(1).endswith("runreport demo")
