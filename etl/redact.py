@@ -9,7 +9,11 @@ What is hidden (replaced by ***):
   `?X-Amz-Signature=`, ... any key that is or ends in one of SECRET_QUERY_KEYS),
   case-insensitively;
 - the values of the environment variables that hold secrets (MLFLOW_TRACKING_PASSWORD,
-  MLFLOW_TRACKING_TOKEN, RUNREPORT_SMTP_PASSWORD), wherever they appear.
+  MLFLOW_TRACKING_TOKEN, RUNREPORT_SMTP_PASSWORD), wherever they appear;
+- every secret the process was given in a URI (`remember_secrets_of`: the password and
+  the secret query values of each tracking URI, as given and percent-decoded), wherever
+  it appears: a password with a space or other characters no pattern expects is hidden
+  by its value.
 
 It errs on the side of hiding: `http://host:5000/x?mail=a@b.org` shows as
 `http://host:***@b.org`.
@@ -19,11 +23,13 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 SECRET_QUERY_KEYS = frozenset(
     {
         "password", "passwd", "pwd", "token", "secret", "key", "apikey", "api_key",
         "access_token", "sig", "signature", "credential", "credentials", "auth",
+        "sessionid", "session", "session_id", "jwt", "bearer", "sas",
     }
 )  # fmt: skip
 SECRET_ENV_VARS = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "RUNREPORT_SMTP_PASSWORD")
@@ -45,6 +51,23 @@ _QUERY_VALUE = re.compile(
 )
 _KEY_WORDS = re.compile(r"[_.\-]")
 MASK = "***"
+# secrets met in URIs this process was given (remember_secrets_of)
+_KNOWN_SECRETS: set[str] = set()
+
+
+def remember_secrets_of(uri: str) -> None:
+    """Hide this URI's password and secret query values wherever they appear from now on,
+    whatever characters they hold."""
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return
+    given = [password] if password else []
+    given += [value for key, value in query if is_secret_key(key)]
+    for value in given:
+        _KNOWN_SECRETS.update({value, unquote(value)})
 
 
 def redact_text(text: str) -> str:
@@ -86,5 +109,5 @@ def _mask_query_value(match: re.Match[str]) -> str:
 
 def _secret_values() -> list[str]:
     # values this short would mask ordinary words; such a secret protects nothing anyway
-    values = (os.environ.get(name, "") for name in SECRET_ENV_VARS)
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + list(_KNOWN_SECRETS)
     return sorted({value for value in values if len(value) >= 4}, key=len, reverse=True)

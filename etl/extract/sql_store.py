@@ -11,8 +11,10 @@ values MLflow's SqlAlchemyStore would return (mlflow/store/tracking/sqlalchemy_s
 - every experiment and every run, deleted ones included, as `search_experiments` and
   `search_runs` with `ViewType.ALL` list them in a single-tenant store.
 
-Guarded: only schema revisions (`alembic_version`) tested against search_runs are read;
-everything is read in one read-only transaction (one snapshot) and nothing is written.
+Guarded by the schema's shape, not its revision (etl/extract/store_shape.py): any revision
+that has the columns read is read, and a store older than an optional part (datasets,
+model outputs, ...) is read without it. Everything is read in one read-only transaction
+(one snapshot) and nothing is written.
 No MLflow import: SQLite goes through the stdlib, PostgreSQL through a SQLAlchemy connection
 and the driver's own cursor, MySQL (and MariaDB) through SQLAlchemy's streamed results.
 """
@@ -28,15 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from etl.config import default
 from etl.errors import ConfigError, JobFailed
+from etl.extract import store_shape
 from etl.extract.entities import CONTEXT_TAG
 from etl.extract.reader import Records, batched
 from etl.extract.tracking import redact, sqlite_path
 from etl.schema import EXPERIMENT_TABLES, empty_records
 
-# alembic revision -> the MLflow version whose migrations end there; each one here has been
-# checked against search_runs by tests/test_via_sql.py.
-TESTED_REVISIONS = {"dc11669786a5": "mlflow 3.17"}
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
 CHUNK_ROWS = 50_000
 # Run ids per batch when reading some runs only (an incremental extract): SQLite and MySQL
@@ -49,6 +50,14 @@ ARRAY_ID_BATCH = 10_000
 # against 0.5 s for 600,000 rows); other drivers go through SQLAlchemy's streaming.
 NAMED_CURSOR_DRIVERS = ("psycopg", "psycopg2")
 DEFAULT_WORKSPACE = "default"
+# the module a URI's driver imports -> the package that installs it
+DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "pyodbc": "pyodbc",
+}
 
 Row = Sequence[Any]
 # Tables a full read takes whole, leaving the rows of runs that do not exist (orphans,
@@ -99,6 +108,10 @@ class _Source(Protocol):
         """The condition `<column> {condition}` that holds for these ids, and its params."""
         ...
 
+    def columns(self, table: str) -> set[str]:
+        """The table's column names, lower case; empty when there is no such table."""
+        ...
+
 
 def _in_list(run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
     names = {f"id{i}": run_id for i, run_id in enumerate(run_ids)}
@@ -117,6 +130,10 @@ class _SqliteSource:
 
     def among(self, run_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
         return _in_list(run_ids)
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.con.execute("select name from pragma_table_info(?)", [table]).fetchall()
+        return {str(name).lower() for (name,) in rows}
 
 
 @dataclass
@@ -156,6 +173,21 @@ class _SqlAlchemySource:
             return _in_list(run_ids)
         return "= any(:ids)", {"ids": list(run_ids)}  # the drivers bind a list as an array
 
+    def columns(self, table: str) -> set[str]:
+        if self.con.dialect.name == "postgresql":
+            # the catalog, not information_schema: that one hides the columns of tables
+            # the role cannot read, which must fail as "permission denied", not as missing
+            sql = (
+                "select attname from pg_attribute where attrelid = to_regclass(:t) "
+                "and attnum > 0 and not attisdropped"
+            )
+        else:
+            sql = (
+                "select column_name from information_schema.columns "
+                "where table_schema = database() and table_name = :t"
+            )
+        return {str(row[0]).lower() for chunk in self.chunks(sql, {"t": table}) for row in chunk}
+
 
 class StoreReadError(Exception):
     """The database driver failed while a table was read."""
@@ -164,9 +196,18 @@ class StoreReadError(Exception):
 class StoreSnapshot:
     """One read-only transaction on the store: every read sees the same moment."""
 
-    def __init__(self, source: _Source, revision: str) -> None:
+    def __init__(self, source: _Source, revision: str, parts: frozenset[str]) -> None:
         self.source = source
         self.revision = revision
+        self.parts = parts  # the optional parts of the schema the store has
+
+    def _run_tables(self, metric_history: bool) -> list[str]:
+        left_out = {"metric_history"} if not metric_history else set()
+        if store_shape.DATASETS not in self.parts:
+            left_out |= {"datasets", "run_inputs", "run_outputs"}
+        if store_shape.MODEL_OUTPUTS not in self.parts:
+            left_out.add("run_outputs")
+        return [table for table in _RUN_TABLE_SQL if table not in left_out]
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Iterator[Row]:
         for chunk in self.source.chunks(sql, params or {}):
@@ -197,7 +238,7 @@ class StoreSnapshot:
         non-zero only for batches of `runs`). Some runs: the source's id_batch runs a batch,
         all tables.
         """
-        tables = [t for t in _RUN_TABLE_SQL if metric_history or t != "metric_history"]
+        tables = self._run_tables(metric_history)
         if run_ids is None:
             yield from self._all_runs(tables)
             return
@@ -267,11 +308,16 @@ class StoreSnapshot:
     def has_listed_entities(self) -> bool:
         """Whether the store holds any logged model, registered model or trace: when it
         holds none, their listings are known empty without importing MLflow."""
-        sql = (
-            "select 1 from logged_models union all select 1 from registered_models "
-            "union all select 1 from trace_info limit 1"
-        )
-        return any(True for _ in self.rows(sql))
+        listed = {
+            "logged_models": store_shape.LOGGED_MODELS,
+            "registered_models": "the model registry",
+            "trace_info": store_shape.TRACES,
+        }
+        tables = [table for table, part in listed.items() if part in self.parts]
+        if not tables:
+            return False
+        sql = " union all ".join(f"select 1 from {table}" for table in tables)
+        return any(True for _ in self.rows(sql + " limit 1"))
 
     def run_count(self) -> int:
         return int(next(self.rows("select count(*) from runs"))[0])
@@ -300,8 +346,13 @@ def _extend_run_table(records: Records, table: str, chunk: Sequence[Row]) -> Non
 
 
 @contextlib.contextmanager
-def open_snapshot(uri: str) -> Iterator[StoreSnapshot]:
-    """A read-only snapshot of the MLflow SQL store at `uri`, its schema revision checked."""
+def open_snapshot(
+    uri: str, timeout_seconds: int = default("tracking_timeout")
+) -> Iterator[StoreSnapshot]:
+    """A read-only snapshot of the MLflow SQL store at `uri`, its schema's shape checked.
+    Connecting, and each statement or wait for a lock, take at most `timeout_seconds`: a
+    database that never answers, or a lock held on `runs` (a migration, VACUUM FULL),
+    fails the extract in one line instead of holding it, and every later cron run, forever."""
     scheme = urlsplit(uri).scheme.lower().split("+", 1)[0]
     if scheme not in SUPPORTED_SCHEMES:
         raise ConfigError(
@@ -309,14 +360,44 @@ def open_snapshot(uri: str) -> Iterator[StoreSnapshot]:
             "Use --via search_runs (the default) for this tracking URI",
         )
     opener = _sqlite_source if scheme == "sqlite" else _sqlalchemy_source
-    with _database_errors(uri), opener(uri) as source:
-        revision = _checked_revision(source, uri)
-        _check_single_tenant(source)
-        yield StoreSnapshot(source, revision)
+    with _database_errors(uri), opener(uri, timeout_seconds) as source:
+        revision = _revision(source, uri)
+        parts = store_shape.present_parts(source.columns)
+        if store_shape.WORKSPACES in parts:
+            _check_single_tenant(source)
+        yield StoreSnapshot(source, revision, parts)
+
+
+def read_revision(uri: str, timeout_seconds: int = default("tracking_timeout")) -> str:
+    """The schema revision of the SQL store at `uri`, read without writing anything
+    (ConfigError when the database holds no MLflow store)."""
+    scheme = urlsplit(uri).scheme.lower().split("+", 1)[0]
+    opener = _sqlite_source if scheme == "sqlite" else _plain_sqlalchemy_source
+    with _database_errors(uri), opener(uri, timeout_seconds) as source:
+        return _revision(source, uri)
 
 
 @contextlib.contextmanager
-def _sqlite_source(uri: str) -> Iterator[_Source]:
+def _plain_sqlalchemy_source(uri: str, timeout_seconds: int) -> Iterator[_Source]:
+    """A connection to a server store without the read-only session settings, which not
+    every dialect spells alike (a revision is one SELECT)."""
+    if urlsplit(uri).scheme.lower().split("+", 1)[0] in SUPPORTED_SCHEMES:
+        with _sqlalchemy_source(uri, timeout_seconds) as source:
+            yield source
+        return
+    engine = _engine(uri, {})
+    try:
+        with engine.connect() as con:
+            try:
+                yield _SqlAlchemySource(con)
+            finally:
+                con.rollback()
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_source(uri: str, timeout_seconds: int) -> Iterator[_Source]:
     path = sqlite_path(uri)
     if path is None:
         raise ConfigError("--via sql cannot read an in-memory SQLite store", "Use a file")
@@ -327,6 +408,7 @@ def _sqlite_source(uri: str) -> Iterator[_Source]:
         uri=True,
         isolation_level=None,
         check_same_thread=False,
+        timeout=timeout_seconds,  # how long a read waits for a writer's lock
     )
     try:
         con.execute("begin")  # deferred: the snapshot starts at the first read
@@ -338,12 +420,12 @@ def _sqlite_source(uri: str) -> Iterator[_Source]:
 
 
 @contextlib.contextmanager
-def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
+def _sqlalchemy_source(uri: str, timeout_seconds: int) -> Iterator[_Source]:
     # SQLAlchemy only for the database servers: a SQLite store is read without it
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine(uri, poolclass=NullPool)
+    driver = make_url(uri).get_driver_name()
+    engine = _engine(uri, _bounded(driver, timeout_seconds))
     try:
         with engine.connect() as con:
             if engine.dialect.name == "mysql":
@@ -351,6 +433,7 @@ def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
                 con.exec_driver_sql(
                     "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'ANSI_QUOTES')"
                 )
+                con.exec_driver_sql(f"set session lock_wait_timeout = {int(timeout_seconds)}")
             con.exec_driver_sql("set transaction isolation level repeatable read, read only")
             try:
                 yield _SqlAlchemySource(con)
@@ -360,26 +443,52 @@ def _sqlalchemy_source(uri: str) -> Iterator[_Source]:
         engine.dispose()
 
 
-def _checked_revision(source: _Source, uri: str) -> str:
+def _engine(uri: str, connect_args: dict[str, Any]) -> Any:
+    """A SQLAlchemy engine of one connection at a time; a driver that is not installed is
+    a ConfigError naming it and the package to install."""
+    # SQLAlchemy only for the database servers: a SQLite store is read without it
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     try:
-        chunks = source.chunks("select version_num from alembic_version", {})
-        found = [row[0] for chunk in chunks for row in chunk]
-    except Exception as exc:
-        if not _is_database_error(exc):
-            raise
+        return create_engine(uri, poolclass=NullPool, connect_args=connect_args)
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "the driver").split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module)
+        raise ConfigError(
+            f"the database driver {module} for {redact(uri)} is not installed",
+            f"Install it into runreport's environment: pip install {package}",
+        ) from None
+
+
+def _bounded(driver: str, seconds: int) -> dict[str, Any]:
+    """The driver's own connect arguments that bound connecting, each statement and each
+    wait for a lock (PostgreSQL's through libpq options: a session setting would start
+    the transaction before its read-only mode is set)."""
+    seconds = max(1, int(seconds))
+    if driver in ("psycopg", "psycopg2"):
+        ms = seconds * 1000
+        options = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+        return {"connect_timeout": seconds, "options": options}
+    if driver in ("pymysql", "mysqldb"):
+        return {"connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds}
+    return {}
+
+
+def _revision(source: _Source, uri: str) -> str:
+    """The store's alembic revision; ConfigError when it has none (not an MLflow store),
+    JobFailed naming what the database said when it cannot be read."""
+    if "version_num" not in source.columns("alembic_version"):
         raise ConfigError(
             f"{redact(uri)} has no alembic_version table: not an MLflow tracking store",
             "Check the tracking URI",
-        ) from None
-    revision = found[0] if len(found) == 1 else ", ".join(found) or "none"
-    if revision not in TESTED_REVISIONS:
-        tested = ", ".join(f"{r} ({v})" for r, v in TESTED_REVISIONS.items())
-        raise ConfigError(
-            f"the tracking store's schema revision is {revision}; --via sql reads only "
-            f"revisions it was tested on: {tested}",
-            "Use --via search_runs, which reads any revision through MLflow",
         )
-    return revision
+    found = [
+        row[0]
+        for chunk in source.chunks("select version_num from alembic_version", {})
+        for row in chunk
+    ]
+    return found[0] if len(found) == 1 else ", ".join(found) or "none"
 
 
 def _check_single_tenant(source: _Source) -> None:
@@ -414,5 +523,6 @@ def _database_errors(uri: str) -> Iterator[None]:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise JobFailed(
             f"reading the tracking store {redact(uri)} failed: {first[:300]}",
-            "The previous warehouse is unchanged; check the database and try again",
+            "The previous warehouse is unchanged; check the database (or raise "
+            "tracking.timeout_seconds if it is busy) and try again",
         ) from exc

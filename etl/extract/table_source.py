@@ -1,9 +1,9 @@
 """The source that reads a SQL store's own tables (`--via sql`): SQLite, PostgreSQL, MySQL.
 
 One read-only snapshot (etl/extract/sql_store.py) gives the same records as search_runs,
-without MLflow. The listings still go through MLflow's API when the store holds any
-logged model, registered model or trace; a store with none is known empty without
-importing MLflow (seconds of an hourly incremental's fixed cost).
+and the listings (logged models, the registry, traces: etl/extract/sql_listings.py) the
+same as MlflowClient's, without importing MLflow or opening the store through it (which
+would migrate an older store in place).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from types import TracebackType
 
-from etl.extract import entities, sql_store
-from etl.extract.api_source import ApiSource
+from etl.extract import entities, sql_listings, sql_store
 from etl.extract.parallel import read_ahead
 from etl.extract.source import Batch, Plan, Records, RunKeys
 from etl.schema import empty_records
@@ -22,15 +21,23 @@ from etl.schema import empty_records
 class TableSource:
     name = "sql"
 
-    def __init__(self, uri: str, entity_page_sizes: entities.PageSizes | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        timeout_seconds: int,
+        entity_page_sizes: entities.PageSizes | None = None,
+    ) -> None:
         self.uri = uri
+        self.timeout_seconds = timeout_seconds
         self.entity_page_sizes = entity_page_sizes
         self._stack = contextlib.ExitStack()
         self.store: sql_store.StoreSnapshot | None = None
         self._experiment_ids: list[str] = []
 
     def __enter__(self) -> TableSource:
-        self.store = self._stack.enter_context(sql_store.open_snapshot(self.uri))
+        self.store = self._stack.enter_context(
+            sql_store.open_snapshot(self.uri, self.timeout_seconds)
+        )
         return self
 
     def __exit__(
@@ -70,6 +77,4 @@ class TableSource:
     def listings(self) -> Records:
         if not self.snapshot.has_listed_entities():
             return entities.no_listings()
-        # the snapshot's experiments, not listed again
-        api = ApiSource(self.uri, 1, 1, self.entity_page_sizes, self._experiment_ids)
-        return api.listings()
+        return sql_listings.listing_records(self.snapshot, self._experiment_ids)

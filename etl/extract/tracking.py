@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError, JobFailed
-from etl.redact import redact_uri
+from etl.redact import redact_uri, remember_secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def check_tracking_uri(uri: str) -> str:
     """Raise a ConfigError or JobFailed naming the fix; return the URI MLflow should use."""
+    remember_secrets_of(uri)  # hidden by value wherever it shows up from now on
     scheme = urlsplit(uri).scheme.lower()
     shown = redact(uri)
     if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):

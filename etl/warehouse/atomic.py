@@ -7,6 +7,11 @@ is swapped in with one atomic exchange where the system has one (Linux renameat2
 there is no moment without it; elsewhere a kill between the two renames leaves the old
 folder aside under OLD_MARK, and `remove_leftovers` puts it back.
 
+A temporary folder's name carries its writer, `<pid>@<host>-` after the mark, so the next
+writer removes at once the folders of a writer that no longer runs, and never those of
+one that does. A name without a writer on this host (another host sharing the folder, an
+older runreport) is removed only after LEFTOVER_AGE_S.
+
 Files and folders follow the process umask, as a plain write would.
 """
 
@@ -16,7 +21,9 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -25,8 +32,12 @@ from pathlib import Path
 
 TMP_MARK = ".runreport-tmp-"
 OLD_MARK = ".runreport-old-"
-# temporary folders younger than this may belong to a write still running
+# temporary folders of no known writer younger than this may belong to a write still running
 LEFTOVER_AGE_S = 6 * 3600
+# after the mark: the writer, then mkdtemp's random part (which holds no '-')
+WRITER = re.compile(r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9._-]+)-[a-z0-9_]+")
+# the names after the mark of the folders this process is writing now
+_WRITING: set[str] = set()
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
@@ -87,7 +98,10 @@ def write_file(path: Path, data: bytes) -> None:
 def write_folder(out: Path) -> Iterator[Path]:
     """A new, empty folder beside `out` to write into; when the block ends without error it
     replaces `out` whole (see `swap_in`), otherwise it is removed and `out` is untouched."""
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}", dir=out.parent))
+    prefix = f".{out.name}{TMP_MARK}"
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix}{writer_tag()}", dir=out.parent))
+    mine = work.name[len(prefix) :]
+    _WRITING.add(mine)
     try:
         os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         yield work
@@ -95,6 +109,8 @@ def write_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        _WRITING.discard(mine)
 
 
 def swap_in(work: Path, out: Path) -> None:
@@ -131,12 +147,70 @@ def exchange(first: Path, second: Path) -> bool:
     raise OSError(code, os.strerror(code), str(second))
 
 
+def writer_tag() -> str:
+    """`<pid>@<host>-`: who writes a temporary folder, in its name."""
+    return f"{os.getpid()}@{host_name()}-"
+
+
+def host_name() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def writer_pid(name: str) -> int | None:
+    """The pid of the writer named in `name` (what follows a mark), when it ran on this
+    host and this system can tell whether it still runs; else None."""
+    writer = WRITER.fullmatch(name)
+    if writer is None or writer["host"] != host_name() or os.name == "nt":
+        return None
+    return int(writer["pid"])
+
+
+def pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def writer_runs(name: str) -> bool:
+    """The writer named in `name` (what follows a mark) still runs: another process that
+    exists, or this one while it writes that folder."""
+    pid = writer_pid(name)
+    if pid is None:
+        return False
+    return name in _WRITING if pid == os.getpid() else pid_runs(pid)
+
+
+def is_stale(leftover: Path, prefix: str) -> bool:
+    """A temporary or set-aside folder its writer will not finish: the writer named in it
+    no longer runs; with no writer known, it is older than LEFTOVER_AGE_S."""
+    name = leftover.name[len(prefix) :]
+    if writer_pid(name) is not None:
+        return not writer_runs(name)
+    return leftover.stat().st_mtime < time.time() - LEFTOVER_AGE_S
+
+
+def leftovers(out: Path, mark: str) -> list[Path]:
+    """The folders beside `out` named `.<out's name><mark>...`."""
+    prefix = f".{out.name}{mark}"
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.name.startswith(prefix) and p.is_dir()]
+
+
 def put_back(out: Path, is_whole: str) -> None:
-    """A previous folder a killed swap left aside (the newest) goes back in place when
-    `out` is missing and it holds the file `is_whole`."""
+    """A previous folder a killed swap left aside (the newest whose writer no longer runs)
+    goes back in place when `out` is missing and it holds the file `is_whole`."""
     if out.exists() or not out.parent.is_dir():
         return
-    aside = sorted(out.parent.glob(f".{out.name}{OLD_MARK}*"), key=lambda p: p.stat().st_mtime)
+    prefix = f".{out.name}{OLD_MARK}"
+    aside = [p for p in leftovers(out, OLD_MARK) if not writer_runs(p.name[len(prefix) :])]
+    aside.sort(key=lambda p: p.stat().st_mtime)
     if aside and (aside[-1] / is_whole).is_file():
         with contextlib.suppress(OSError):
             os.replace(aside[-1], out)
@@ -144,16 +218,15 @@ def put_back(out: Path, is_whole: str) -> None:
 
 def remove_leftovers(out: Path, is_whole: str) -> None:
     """Before a folder is written: put back a previous folder a killed swap left aside (it
-    holds the file `is_whole`), then remove the temporary folders of writes killed before
-    they could clean up (those older than LEFTOVER_AGE_S)."""
+    holds the file `is_whole`), then remove the temporary folders of writes that will not
+    finish (`is_stale`): never one whose writer still runs."""
     if not out.parent.is_dir():
         return
     put_back(out, is_whole)
-    cutoff = time.time() - LEFTOVER_AGE_S
     for mark in (TMP_MARK, OLD_MARK):
-        for leftover in out.parent.glob(f".{out.name}{mark}*"):
+        for leftover in leftovers(out, mark):
             with contextlib.suppress(OSError):
-                if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
+                if is_stale(leftover, f".{out.name}{mark}"):
                     shutil.rmtree(leftover)
 
 

@@ -15,8 +15,12 @@ streamed as Arrow batches into an in-memory DuckDB that writes the Parquet files
 
 The export is written into a folder beside DIR, read back (row counts per table), synced
 to disk and swapped in whole (etl.warehouse.atomic): a failed or killed export leaves
-the previous one in place. DIR must be new, empty or an earlier export (it holds
-`_manifest.json`): it is replaced whole.
+the previous one in place. DIR must be new, empty or an earlier export that holds only
+what runreport wrote: `_manifest.json`, the table folders it lists, and in those only
+partition folders (`name=value`) and Parquet files. Anything else (the warehouse itself,
+a file of the user's) makes the export refuse, exit 2, before it changes anything. When
+DIR is a symbolic link, the export replaces the folder it points to, beside that folder,
+and the link keeps pointing at the new export.
 
 `_manifest.json`: format, runreport_version, exported_at, warehouse (its path),
 schema_version, extract (the warehouse's last extract_log row: extract_id, started_at,
@@ -30,6 +34,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +56,7 @@ PARTITION_COLUMN = "experiment_id"
 PARTITIONED_BY_OWN_COLUMN = ("runs", "logged_models", "traces")
 DATA_FILE = "data_0.parquet"
 BATCH_ROWS = 100_000
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 @dataclass
@@ -67,36 +73,54 @@ class ExportResult:
 def export_parquet(db: Path, target: Path) -> ExportResult:
     """Write every table of the warehouse `db` as Parquet into the folder `target`,
     replacing it whole; see the module docstring."""
-    check_target(target)
+    folder = export_folder(target)
+    check_target(folder, db)
     source = open_warehouse(db)
     try:
-        remove_leftovers(target, MANIFEST)
+        remove_leftovers(folder, MANIFEST)
         try:
-            with write_folder(target) as work:
+            with write_folder(folder) as work:
                 manifest = _write_export(source, db, work)
                 _verify(work, manifest)
                 fsync_tree(work)
         except (OSError, duckdb.IOException) as exc:
-            raise _write_error(target, exc) from exc
+            raise _write_error(folder, exc) from exc
     finally:
         source.close()
     rows = {table: info["rows"] for table, info in manifest["tables"].items()}
     return ExportResult(target, rows, manifest)
 
 
-def check_target(target: Path) -> None:
-    """DIR is replaced whole: refuse a file, a folder holding anything but an earlier
-    export, and a parent folder that is missing or not writable."""
+def export_folder(target: Path) -> Path:
+    """The folder the export replaces: `target`, or the folder a symbolic link `target`
+    points to (the link is kept and points at the new export)."""
+    if not target.is_symlink() and target.name not in ("", ".."):
+        return target
+    try:
+        return target.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links
+        raise ConfigError(
+            f"the Parquet export folder {target} is a link that cannot be followed: {exc}",
+            "Fix the link or choose another --parquet",
+        ) from None
+
+
+def check_target(target: Path, db: Path) -> None:
+    """DIR is replaced whole: refuse a file, a folder that holds the warehouse `db` or
+    anything runreport did not write, and a parent folder that is missing or not
+    writable."""
     if target.exists() and not target.is_dir():
         raise ConfigError(
             f"the Parquet export folder {target} is a file", "Choose another --parquet"
         )
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
+    if target.is_dir() and db.resolve().is_relative_to(target.resolve()):
         raise ConfigError(
-            f"the Parquet export folder {target} holds files that are not a runreport export "
-            f"(no {MANIFEST}), and the export replaces the whole folder",
-            "Choose a new or empty folder for --parquet",
+            f"the warehouse {db} is inside the Parquet export folder {target}, which the "
+            "export replaces whole",
+            "Choose a --parquet folder that does not hold the warehouse",
         )
+    if target.is_dir() and any(target.iterdir()):
+        check_earlier_export(target)
     parent = target.parent
     if not parent.is_dir():
         raise ConfigError(
@@ -108,6 +132,60 @@ def check_target(target: Path) -> None:
             f"cannot write the Parquet export {target}: folder {parent} is not writable",
             "Choose a --parquet in a folder you can write to",
         )
+
+
+def check_earlier_export(folder: Path) -> None:
+    """A folder with entries may be replaced only when runreport wrote every one of them."""
+    if not (folder / MANIFEST).is_file():
+        raise ConfigError(
+            f"the Parquet export folder {folder} holds files that are not a runreport export "
+            f"(no {MANIFEST}), and the export replaces the whole folder",
+            "Choose a new or empty folder for --parquet",
+        )
+    try:
+        manifest = read_manifest(folder)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc.message}, and the export replaces the whole folder {folder}",
+            "Move the folder away or choose a new or empty folder for --parquet",
+        ) from None
+    foreign = foreign_entries(folder, manifest)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ConfigError(
+            f"the Parquet export folder {folder} holds {', '.join(foreign[:3])}{more}, which "
+            f"runreport did not write (not in its {MANIFEST}), and the export replaces the "
+            "whole folder",
+            "Move them out, or choose a new or empty folder for --parquet",
+        )
+
+
+def foreign_entries(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """What in the earlier export `folder` runreport did not write: entries other than the
+    manifest and the table folders it lists; in those, anything but partition folders
+    (`name=value`) and Parquet files; a symbolic link anywhere."""
+    listed = {
+        str(info.get("path")) for info in manifest["tables"].values() if isinstance(info, dict)
+    }
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == MANIFEST and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name in listed and entry.is_dir() and not entry.is_symlink():
+            parts = sorted(entry.rglob("*"))
+            foreign += [str(p.relative_to(folder)) for p in parts if not is_export_part(p)]
+        else:
+            foreign.append(entry.name)
+    return foreign
+
+
+def is_export_part(path: Path) -> bool:
+    """A partition folder (`name=value`) or a Parquet file, as the export writes them."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return "=" in path.name
+    return path.is_file() and path.suffix == ".parquet"
 
 
 def partition_source(table: str, columns: list[str]) -> str | None:
@@ -245,6 +323,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), dict):
         raise ConfigError(f"{path} has no tables", "Export again: runreport export --parquet DIR")
     return manifest
+
+
+def local_export(value: str) -> Path:
+    """`views --parquet`: the folder of a local export; a URI (s3://, gs://, abfss://) is
+    refused, as the manifest is read from this machine."""
+    if URI.match(value):
+        raise ConfigError(
+            f"views --parquet reads an export folder on this machine, not {value}",
+            "Pass the local folder runreport export wrote (or a local copy or mount of it)",
+        )
+    return Path(value)
 
 
 def _verify(work: Path, manifest: dict[str, Any]) -> None:

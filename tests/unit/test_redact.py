@@ -6,7 +6,7 @@ import pytest
 
 from etl.errors import JobFailed, scrub_credentials
 from etl.extract.tracking import redact
-from etl.redact import is_secret_key, redact_text, redact_uri
+from etl.redact import is_secret_key, redact_text, redact_uri, remember_secrets_of
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,17 @@ def test_secret_keys() -> None:
 def test_error_one_line_is_redacted() -> None:
     error = JobFailed("extract from http://u:pw@h:1/?token=t failed", "retry")
     assert error.one_line() == "extract from http://u:***@h:1/?token=*** failed. retry"
+
+
+def test_item3_a_password_with_a_space_is_hidden_by_its_value() -> None:
+    """Issue 23, item 3: no pattern expects a space in a password; the value is known."""
+    uri = "postgresql://alice:pa ss%20w0rd@db.example.org:5432/mlflow"
+    remember_secrets_of(uri)
+    message = "could not connect: password 'pa ss w0rd' rejected for pa ss%20w0rd"
+    assert redact_text(message) == "could not connect: password '***' rejected for ***"
+    assert "pa ss" not in redact_text(f"failed: {uri}")
+
+
+@pytest.mark.parametrize("key", ["sessionid", "api_key", "access_token", "session", "jwt"])
+def test_item13_secret_query_names_are_hidden(key: str) -> None:
+    assert redact_text(f"http://h/ui?{key}=abcd1234&page=2") == f"http://h/ui?{key}=***&page=2"

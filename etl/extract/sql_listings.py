@@ -1,0 +1,284 @@
+"""Logged models, the model registry and traces read from a SQL store's own tables.
+
+`listing_records(snapshot, experiment_ids)` gives the records `entities.entity_records`
+gives through MlflowClient, without MLflow (whose client would migrate an older store in
+place). Each value as MLflow's SqlAlchemyStore returns it (mlflow 3.17,
+mlflow/store/tracking/sqlalchemy_store.py and mlflow/store/model_registry/):
+
+- logged models: those of the experiments that are not deleted (`lifecycle_stage <>
+  'deleted'`, as search_logged_models filters); `status` is stored as 0-3 and listed as
+  UNSPECIFIED, PENDING, READY, FAILED;
+- the registry leaves out prompts: registered models with the tag
+  `mlflow.prompt.is_prompt = 'true'`, and every version of a name any of whose versions
+  has that tag (search_model_versions' anti-join on (workspace, name)); deleted versions
+  (`current_stage = 'Deleted_Internal'`, a soft delete) are not listed, nor their tags;
+  a version's logged model is its `models:/m-...` source, as entities.model_id_of reads it;
+- traces: token usage from trace_info's token columns where the store has them (MLflow
+  3.17 moved it there and ignores the old `mlflow.trace.tokenUsage` metadata), else from
+  that metadata's JSON; the run from the `mlflow.sourceRun` metadata; every assessment
+  (an overridden feedback too), its value as JSON text and its source type standardized
+  as AssessmentSource does (upper case, the legacy AI_JUDGE as LLM_JUDGE).
+
+Rows are matched to their parents (tags to models, assessments to traces) in Python, by
+exact string, as the listings compare them. Only the tables in store_shape.SHAPE are named.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from etl.errors import ConfigError
+from etl.extract import entities, store_shape
+from etl.extract.reader import Records
+from etl.extract.sql_store import DEFAULT_WORKSPACE, Row, StoreSnapshot
+
+# Optional parts of the schema (store_shape.SHAPE names them the same)
+REGISTRY = "the model registry"
+TRACE_TOKEN_COLUMNS = "trace token columns"
+ASSESSMENTS = "trace assessments"
+
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+DELETED_VERSION_STAGE = "Deleted_Internal"
+SOURCE_RUN = "mlflow.sourceRun"
+TOKEN_USAGE = "mlflow.trace.tokenUsage"
+TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+LOGGED_MODEL_STATUS = {0: "UNSPECIFIED", 1: "PENDING", 2: "READY", 3: "FAILED"}
+VALUED_ASSESSMENTS = ("feedback", "expectation")  # an issue reference has no value
+
+_LOGGED_MODELS_SQL = (
+    "select model_id, experiment_id, name, source_run_id, status, model_type, "
+    "creation_timestamp_ms, last_updated_timestamp_ms, artifact_location "
+    "from logged_models where lifecycle_stage <> 'deleted'"
+)
+_LOGGED_MODEL_CHILDREN_SQL = {
+    "logged_model_params": "select model_id, param_key, param_value from logged_model_params",
+    "logged_model_tags": "select model_id, tag_key, tag_value from logged_model_tags",
+    "logged_model_metrics": "select model_id, metric_name, metric_value, metric_step, "
+    "metric_timestamp_ms, run_id, dataset_name, dataset_digest from logged_model_metrics",
+}
+_VERSIONS_SQL = (
+    "select name, version, source, run_id, status, current_stage, description, "
+    "creation_time, last_updated_time from model_versions "
+    f"where current_stage <> '{DELETED_VERSION_STAGE}'"
+)
+_TRACE_METADATA_SQL = (
+    'select request_id, "key", value from trace_request_metadata '
+    f"where \"key\" in ('{SOURCE_RUN}', '{TOKEN_USAGE}')"
+)
+
+
+def listing_records(snapshot: StoreSnapshot, experiment_ids: list[str]) -> Records:
+    """Every logged model (of these experiments), registered model, model version and
+    trace (of these experiments), with their params, tags, metrics, aliases and
+    assessments: records of entities.LISTED_TABLES, each one whole. A store without one
+    of these parts leaves its tables empty."""
+    records = entities.no_listings()
+    experiments = set(experiment_ids)
+    if store_shape.LOGGED_MODELS in snapshot.parts:
+        _logged_models(snapshot, experiments, records)
+    if REGISTRY in snapshot.parts:
+        _registry(snapshot, records)
+    if store_shape.TRACES in snapshot.parts:
+        _traces(snapshot, experiments, records)
+    return records
+
+
+def _append(table: dict[str, list[Any]], *row: Any) -> None:
+    for values, value in zip(table.values(), row, strict=True):
+        values.append(value)
+
+
+def _or_none(value: str | None) -> str | None:
+    return value or None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- logged models ----------------------------------------------------------------------
+
+
+def _logged_models(snapshot: StoreSnapshot, experiments: set[str], records: Records) -> None:
+    listed: set[str] = set()
+    for model_id, experiment_id, name, run_id, status, model_type, *rest in snapshot.rows(
+        _LOGGED_MODELS_SQL
+    ):
+        if str(experiment_id) not in experiments:
+            continue
+        listed.add(model_id)
+        status_text = LOGGED_MODEL_STATUS.get(status, _text(status))
+        _append(
+            records["logged_models"],
+            model_id,
+            str(experiment_id),
+            name,
+            _or_none(run_id),
+            status_text,
+            _or_none(model_type),
+            *rest,
+        )
+    for table, sql in _LOGGED_MODEL_CHILDREN_SQL.items():
+        for row in snapshot.rows(sql):
+            if row[0] in listed:
+                _append(records[table], *row)
+
+
+# --- the model registry -----------------------------------------------------------------
+
+
+def _registry(snapshot: StoreSnapshot, records: Records) -> None:
+    if store_shape.WORKSPACES in snapshot.parts:
+        _check_single_tenant_registry(snapshot)
+    model_tags = list(snapshot.rows('select name, "key", value from registered_model_tags'))
+    version_tags = list(snapshot.rows('select name, version, "key", value from model_version_tags'))
+    prompts = _prompt_names(model_tags)
+    models = {
+        row[0]: row
+        for row in snapshot.rows(
+            "select name, description, creation_time, last_updated_time from registered_models"
+        )
+        if row[0] not in prompts
+    }
+    for name, description, created, updated in models.values():
+        _append(records["registered_models"], name, _or_none(description), created, updated)
+    for name, key, value in model_tags:
+        if name in models:
+            _append(records["registered_model_tags"], name, key, value)
+    for name, alias, version in snapshot.rows(
+        "select name, alias, version from registered_model_aliases"
+    ):
+        if name in models:
+            _append(records["model_aliases"], name, alias, str(version))
+
+    prompt_versions = _prompt_names((name, key, value) for name, _, key, value in version_tags)
+    listed: set[tuple[str, str]] = set()
+    for row in snapshot.rows(_VERSIONS_SQL):
+        name, version, source, run_id, status, stage, description, created, updated = row
+        if name in prompt_versions:
+            continue
+        listed.add((name, str(version)))
+        _append(
+            records["model_versions"],
+            name,
+            str(version),
+            source,
+            _or_none(run_id),
+            _model_id_of(source),
+            _text(status),
+            stage,
+            _or_none(description),
+            created,
+            updated,
+        )
+    for name, version, key, value in version_tags:
+        if (name, str(version)) in listed:
+            _append(records["model_version_tags"], name, str(version), key, value)
+
+
+def _prompt_names(tags: Iterable[Row]) -> set[str]:
+    """Names tagged as prompts: MLflow compares key and value case-sensitively (BINARY on
+    MySQL), as Python does."""
+    return {name for name, key, value in tags if key == IS_PROMPT_TAG and value == "true"}
+
+
+def _model_id_of(source: str | None) -> str | None:
+    """The logged model of a version registered from `models:/m-...` (entities.model_id_of)."""
+    if source and source.startswith(entities.MODEL_URI_PREFIX):
+        return source.removeprefix("models:/").split("/", 1)[0]
+    return None
+
+
+def _check_single_tenant_registry(snapshot: StoreSnapshot) -> None:
+    """MLflow's single-tenant registry refuses a store with models in other workspaces; so
+    does this reader, rather than merge them (the workspace migration that gave experiments
+    their workspace column gave the registry tables theirs)."""
+    sql = "select count(*) from registered_models where workspace <> :w"
+    (count,) = next(snapshot.rows(sql, {"w": DEFAULT_WORKSPACE}))
+    if count:
+        raise ConfigError(
+            f"{count} registered models live in MLflow workspaces other than "
+            f"'{DEFAULT_WORKSPACE}'; --via sql reads single-tenant stores only",
+            "Use --via search_runs",
+        )
+
+
+# --- traces and assessments -------------------------------------------------------------
+
+
+def _traces(snapshot: StoreSnapshot, experiments: set[str], records: Records) -> None:
+    token_columns = TRACE_TOKEN_COLUMNS in snapshot.parts
+    columns = ", ".join(TOKEN_KEYS) if token_columns else "null, null, null"
+    sql = (
+        "select request_id, experiment_id, timestamp_ms, execution_time_ms, status, "
+        f"{columns} from trace_info"
+    )
+    metadata: dict[tuple[str, str], str | None] = {
+        (trace_id, key): value for trace_id, key, value in snapshot.rows(_TRACE_METADATA_SQL)
+    }
+    listed: set[str] = set()
+    for trace_id, experiment_id, request_time, duration, state, *tokens in snapshot.rows(sql):
+        if str(experiment_id) not in experiments:
+            continue
+        listed.add(trace_id)
+        if not token_columns:
+            usage = _token_usage(metadata.get((trace_id, TOKEN_USAGE)))
+            tokens = [usage.get(key) for key in TOKEN_KEYS]
+        _append(
+            records["traces"],
+            trace_id,
+            str(experiment_id),
+            metadata.get((trace_id, SOURCE_RUN)),
+            request_time,
+            duration,
+            _text(state),
+            *tokens,
+        )
+    if ASSESSMENTS in snapshot.parts:
+        _assessments(snapshot, listed, records)
+
+
+def _token_usage(text: str | None) -> dict[str, Any]:
+    """The token usage metadata of a store older than the token columns (as entities reads
+    it from the trace's metadata)."""
+    try:
+        usage = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return usage if isinstance(usage, dict) else {}
+
+
+def _assessments(snapshot: StoreSnapshot, traces: set[str], records: Records) -> None:
+    sql = (
+        "select trace_id, name, assessment_type, value, source_type, created_timestamp "
+        "from assessments"
+    )
+    for trace_id, name, kind, value, source_type, created in snapshot.rows(sql):
+        if trace_id not in traces:
+            continue
+        text = _value_text(json.loads(value)) if kind in VALUED_ASSESSMENTS else None
+        _append(
+            records["trace_assessments"],
+            trace_id,
+            name,
+            _source_type(source_type),
+            text,
+            created,
+        )
+
+
+def _value_text(value: Any) -> str | None:
+    """As entities.assessment_value: a string as it is, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _source_type(source_type: str | None) -> str | None:
+    """As AssessmentSourceType standardizes it."""
+    if source_type is None:
+        return None
+    upper = source_type.upper()
+    return "LLM_JUDGE" if upper == "AI_JUDGE" else upper
