@@ -12,9 +12,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import click
 
@@ -34,6 +34,9 @@ from etl.config import (
 )
 from etl.errors import ConfigError, RunreportError, interrupted_message, scrub_credentials
 from etl.extract.source import Mode
+
+if TYPE_CHECKING:
+    from etl.report.render import ReportResult
 
 log = logging.getLogger("runreport")
 
@@ -229,7 +232,12 @@ def seed(log_models: bool, **flags: Any) -> None:
     envvar="RUNREPORT_SQL_FORMAT",
     help="Output format. Default: a table on a terminal, CSV in a pipe.",
 )
-@click.option("--schema", is_flag=True, help="List the tables and views with their columns.")
+@click.option(
+    "--schema",
+    is_flag=True,
+    help="List the tables and views, one line each saying what it holds; with a NAME in "
+    "place of the query, that table's or view's columns.",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(0, min_open=True),
@@ -257,6 +265,7 @@ def sql(
       runreport sql "select status, count(*) from runs group by all"
       runreport sql --format json "select * from runs_per_estimator"
       runreport sql --schema
+      runreport sql --schema leaderboard
     """
     # lazy: DuckDB, for this command only
     from etl.warehouse.query import print_query, print_schema
@@ -266,7 +275,7 @@ def sql(
     view_settings = ViewSettings.given_in(config)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     if schema:
-        print_schema(config.db, fmt)
+        print_schema(config.db, fmt, query)
     elif query:
         print_query(config.db, query, fmt, timeout, view_settings)
     else:
@@ -315,14 +324,14 @@ def export(config_file: Path | None, **flags: Any) -> None:
 )
 @click.option(
     "--parquet",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),  # a str: a URI is refused before a Path mangles it
     default=None,
     metavar="DIR",
     envvar="RUNREPORT_VIEWS_PARQUET",
     show_envvar=True,
     help="spark: first make each table of this export (runreport export) a temporary view.",
 )
-def views(dialect: Dialect, parquet: Path | None) -> None:
+def views(dialect: Dialect, parquet: str | None) -> None:
     """The views of sql/ for another engine, transpiled with sqlglot, in dependency order.
 
     One CREATE OR REPLACE TEMPORARY VIEW statement per view, each ending with ';' and a
@@ -335,8 +344,10 @@ def views(dialect: Dialect, parquet: Path | None) -> None:
     """
     # lazy: sqlglot, for this command only
     from etl.warehouse.dialects import view_sql
+    from etl.warehouse.export import local_export
 
-    click.echo(view_sql(dialect, parquet=parquet), nl=False)
+    folder = local_export(parquet) if parquet is not None else None
+    click.echo(view_sql(dialect, parquet=folder), nl=False)
 
 
 @cli.command()
@@ -354,18 +365,17 @@ def views(dialect: Dialect, parquet: Path | None) -> None:
 def report(config_file: Path | None, since: datetime | None, **flags: Any) -> None:
     """HTML report, email HTML, plain text and one CSV per view into a folder.
 
-    It says what changed since the report already in the folder (its report.json).
+    With --out DIR: into DIR, saying what changed since the report already there. With a
+    config and no --out: into today's dated folder under report.out, as `run` writes it,
+    saying what changed since the report before today's.
 
     \b
     Example:
       runreport report --db runs.duckdb --out reports --days 7
       runreport report --config runreport.toml --ui-url https://mlflow.example.com
     """
-    # lazy: the report's libraries (Jinja, matplotlib), for this command only
-    from etl.report.render import render_from_config
-
     config = config_from_flags(config_file, **flags)
-    result = render_from_config(config, config.out, since=since.date() if since else None)
+    result = _render(config, dated=_dated(config_file, flags), since=since)
     click.echo(f"report: {result.index_html}")
 
 
@@ -465,13 +475,40 @@ def email(config_file: Path | None, dry_run: Path | None, **flags: Any) -> None:
     """
     # lazy: the report's libraries, for this command only
     from etl.mail import MailSettings, email_report, required_recipients
-    from etl.report.render import render_from_config
 
     config = config_from_flags(config_file, **flags)
     mail = MailSettings.from_config(config)
     required_recipients(mail)  # a missing --to fails before the render
-    render_from_config(config, config.out)
-    click.echo(email_report(config.out, mail, config.attach_csv, dry_run))
+    result = _render(config, dated=_dated(config_file, flags))
+    click.echo(email_report(result.out, mail, config.attach_csv, dry_run))
+
+
+def _dated(config_file: Path | None, flags: dict[str, Any]) -> bool:
+    """`report` and `email` write `run`'s dated folder when given a config and no --out."""
+    return config_file is not None and flags.get("out") is None
+
+
+EARLIEST_SINCE = date(1970, 1, 1)
+
+
+def _render(config: Config, *, dated: bool, since: datetime | None = None) -> ReportResult:
+    """The report of `report` and `email`: today's dated folder under report.out (as
+    `run` writes it), or the folder --out names."""
+    # lazy: the report's libraries (Jinja, matplotlib), for these commands only
+    from etl.job import render_dated
+    from etl.report.render import render_from_config
+
+    day = since.date() if since else None
+    if day is not None and not EARLIEST_SINCE <= day <= date.today() + timedelta(days=1):
+        # a day later than today (in any time zone) is a typo; before 1970 no run exists
+        # (and 0001-01-01 overflowed in the window's arithmetic)
+        raise ConfigError(
+            f"--since {day} is not a day runs can have started on",
+            f"Give a date from {EARLIEST_SINCE} to today, e.g. --since {date.today()}",
+        )
+    if dated:
+        return render_dated(config, since=day)
+    return render_from_config(config, config.out, since=day)
 
 
 def _extract_mode(given: Mode) -> Mode:

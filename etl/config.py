@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from email.utils import formataddr, getaddresses
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import available_timezones
 
 if sys.version_info >= (3, 11):
@@ -41,12 +42,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from etl.errors import ConfigError
+from etl.redact import is_secret_key, remember_secrets_of
 
 # Each choice, declared once: a setting's type, click's Choice, the checks and the help
 # read it with typing.get_args().
-Via = Literal["search_runs", "sql"]  # warehouse.via
+Via = Literal["auto", "search_runs", "sql"]  # warehouse.via
 SmtpSecurity = Literal["none", "starttls", "ssl"]  # mail.security
 Direction = Literal["higher", "lower"]  # [metrics]: which direction is better
+LeaderboardRuns = Literal["root", "all", "children"]  # report.leaderboard_runs
 Dialect = Literal["spark", "trino", "duckdb"]  # runreport views --dialect
 SqlFormat = Literal["table", "csv", "json"]  # runreport sql --format
 
@@ -108,6 +111,21 @@ def http_url(url: str | None) -> str | None:
     return None if url is None or url.startswith(("http://", "https://")) else "an http(s) URL"
 
 
+def link_url(url: str | None) -> str | None:
+    """A URL that reports and mails copy into every link: no credentials in it."""
+    wrong = http_url(url)
+    if wrong is not None or url is None:
+        return wrong
+    parts = urlsplit(url)
+    secret_keys = [key for key, _ in parse_qsl(parts.query) if is_secret_key(key)]
+    if parts.username is not None or parts.password is not None or secret_keys:
+        return (
+            "an http(s) URL without a user, password or secret query parameter (every "
+            "link in the report and the mail copies it)"
+        )
+    return None
+
+
 def one_line_addresses(addresses: list[str]) -> str | None:
     bad = [a for a in addresses if "\r" in a or "\n" in a]
     return "addresses without line breaks" if bad else None
@@ -138,7 +156,10 @@ def setting(
 
 SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 # schema names DuckDB or the combined warehouse keep for themselves
-RESERVED_SOURCE_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog"}
+RESERVED_SOURCE_NAMES = {
+    "main", "temp", "system", "memory", "information_schema", "pg_catalog",
+    "previous",  # the alias a rebuild attaches the previous warehouse under
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -207,11 +228,13 @@ class Config:
     )
     via: Via = setting(
         "warehouse.via",
-        "search_runs",
+        "auto",
         env="RUNREPORT_VIA",
         flag="--via",
-        help="How the extract reads the store: search_runs (MLflow's API, any store: the "
-        "reference) or sql (a SQLite/PostgreSQL/MySQL store's tables directly, read-only, faster).",
+        help="How the extract reads the store: search_runs (MLflow's API: the reference), "
+        "sql (a SQLite/PostgreSQL/MySQL store's tables directly, read-only, faster) or auto: "
+        "search_runs, except on a database whose schema revision is not the installed "
+        "mlflow's, which MLflow would migrate or refuse: sql then.",
     )
     # Stores reject more than 50,000. Measured on 120,000 runs (SQLite, one process): 1,000
     # a page took 46 s at 350 MB peak, 2,000 took 40 s at 383 MB, 5,000 took 37 s at 573 MB.
@@ -270,14 +293,14 @@ class Config:
         "report.mlflow_ui_url",
         env="RUNREPORT_UI_URL",
         flag="--ui-url",
-        check=http_url,
+        check=link_url,
         help="The MLflow UI that runs and experiments link to. Default: the tracking URI "
         "when it is http(s).",
     )
     public_url: str | None = setting(
         "report.public_url",
         env="RUNREPORT_PUBLIC_URL",
-        check=http_url,
+        check=link_url,
         help="Where the report folder is served; the email links there.",
     )
     zombie_ignore: list[str] = setting(
@@ -285,7 +308,36 @@ class Config:
         [],
         env="RUNREPORT_ZOMBIE_IGNORE",
         check=non_blank,
-        help="Experiments (names or globs) whose RUNNING runs are never zombies.",
+        help="Experiments (names or globs) whose RUNNING runs are never zombies nor "
+        "parents left open.",
+    )
+    estimator_from: str = setting(
+        "report.estimator_from",
+        "estimator_name",
+        env="RUNREPORT_ESTIMATOR_FROM",
+        check=lambda v: None if v.strip() else "a tag or param key, or run_name",
+        help="Where a run's estimator is read: a tag key, else a param of that key, or "
+        "run_name (PyCaret names each run after its model).",
+    )
+    user_tag: str | None = setting(
+        "report.user_tag",
+        env="RUNREPORT_USER_TAG",
+        check=lambda v: None if v is None or v.strip() else "a tag key, not blank",
+        help="A tag naming whom a run belongs to (e.g. owner): runs_per_user reads it "
+        "where a run carries it, MLflow's user_id elsewhere.",
+    )
+    leaderboard_runs: LeaderboardRuns = setting(
+        "report.leaderboard_runs",
+        "root",
+        env="RUNREPORT_LEADERBOARD_RUNS",
+        help="Which runs a leaderboard ranks: root (runs that are no nested child), all, or "
+        "children (nested children only, on the child metric).",
+    )
+    # [report.leaderboard_runs_by_experiment]: experiment name or glob -> root|all|children
+    leaderboard_runs_by_experiment: dict[str, str] = setting(
+        "report.leaderboard_runs_by_experiment",
+        {},
+        help="report.leaderboard_runs for the experiments a name or glob matches.",
     )
     # [metrics]: metric key -> "higher" | "lower"
     metric_directions: dict[str, bool] = setting(
@@ -298,6 +350,20 @@ class Config:
         "metrics.primary",
         {},
         help="The metric each experiment's leaderboard ranks by.",
+    )
+    # [metrics.children]: experiment name or glob -> metric key
+    child_metrics: dict[str, str] = setting(
+        "metrics.children",
+        {},
+        help="The metric each experiment's nested searches rank their children by.",
+    )
+    seed_params: list[str] = setting(
+        "metrics.seed_params",
+        [],
+        env="RUNREPORT_SEED_PARAMS",
+        check=non_blank,
+        help="Param keys that only seed a run (besides seed, random_state, random_seed): "
+        "runs differing only by them are one configuration in leaderboard_groups.",
     )
     # [[sources]]: several tracking servers into one warehouse (etl/warehouse/sources.py)
     sources: list[Source] = setting(
@@ -381,10 +447,12 @@ class Config:
     )
     mail_subject: str = setting(
         "mail.subject",
-        "MLflow runs {date}: {new_runs} new, {failed} failed",
+        "{headline} ({date})",
         env="RUNREPORT_MAIL_SUBJECT",
         flag="--subject",
-        help="Subject with {fields} of report.json.",
+        help="Subject with {fields} of report.json; {headline} leads with the most "
+        "important change: 'New best in churn-model; 3 new runs since the last report, 1 "
+        "failed'.",
     )
     attach_csv: bool = setting(
         "mail.attach_csv",
@@ -467,6 +535,10 @@ def resolve(
         for name, value in values.items():
             setattr(config, name, value)
             config.given.add(name)
+    _check_sources(config)
+    # whatever a tracking URI's password holds, no message, mail or file shows it
+    for uri in [config.tracking_uri or "", *(source.tracking_uri for source in config.sources)]:
+        remember_secrets_of(uri)
     return config
 
 
@@ -505,13 +577,17 @@ def read_file(path: Path) -> dict[str, Any]:
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table", "See runreport.example.toml")
-        if section == "metrics":  # key -> direction, and the sub-table [metrics.primary]
-            primary = table.get("primary")
-            if isinstance(primary, dict):
-                values["primary_metrics"] = checked(
-                    "primary_metrics", primary, f"{path}: metrics.primary"
+        if section == "metrics":  # key -> direction, seed_params, [metrics.primary|children]
+            for sub, name in (("primary", "primary_metrics"), ("children", "child_metrics")):
+                if isinstance(table.get(sub), dict):
+                    values[name] = checked(name, table[sub], f"{path}: metrics.{sub}")
+            if "seed_params" in table:
+                values["seed_params"] = checked(
+                    "seed_params", table["seed_params"], f"{path}: metrics.seed_params"
                 )
-            directions = {k: v for k, v in table.items() if not isinstance(v, dict)}
+            directions = {
+                k: v for k, v in table.items() if not isinstance(v, dict) and k != "seed_params"
+            }
             values["metric_directions"] = checked(
                 "metric_directions", directions, f"{path}: metrics"
             )
@@ -656,9 +732,28 @@ def _metric_directions(table: Mapping[Any, Any], where: str) -> dict[str, bool]:
     return directions
 
 
+def _runs_by_experiment(table: Mapping[Any, Any], where: str) -> dict[str, str]:
+    """[report.leaderboard_runs_by_experiment]: experiment name or glob -> which runs its
+    leaderboard ranks, in the declared spelling."""
+    hint = 'Map an experiment name or glob to one of them, e.g. "hpo-*" = "children"'
+    chosen = {}
+    for pattern, value in table.items():
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"{where}: {pattern!r} is not an experiment name or glob", hint)
+        runs = canonical(LeaderboardRuns, value)
+        if runs is None:
+            raise ConfigError(
+                f"{where}.{pattern} must be {choice_words(LeaderboardRuns)}, not {value!r}", hint
+            )
+        chosen[pattern] = runs
+    return chosen
+
+
 _TABLE_CHECKS: dict[str, Callable[[Mapping[Any, Any], str], Any]] = {
     "primary_metrics": _primary_metrics,
+    "child_metrics": _primary_metrics,
     "metric_directions": _metric_directions,
+    "leaderboard_runs_by_experiment": _runs_by_experiment,
 }
 
 
@@ -689,6 +784,28 @@ def _sources(tables: Any, path: Path) -> list[Source]:
             via = checked("via", via, f"{where}: via")
         found.append(Source(name, _anchored_sqlite(uri.strip(), path.parent), via))
     return found
+
+
+def _check_sources(config: Config) -> None:
+    """What only the merged settings show: a source named like the warehouse's file (DuckDB
+    names the warehouse's catalog by it), or two sources reading one store."""
+    stem = config.db.stem.lower()
+    for source in config.sources:
+        if source.name == stem:
+            raise ConfigError(
+                f"[[sources]] name {source.name!r} is the warehouse's own name ({config.db})",
+                "Choose another source name, or another warehouse.path",
+            )
+    seen: dict[str, str] = {}
+    for source in config.sources:
+        store = source.tracking_uri.rstrip("/").lower()
+        if store in seen:
+            raise ConfigError(
+                f"[[sources]] {seen[store]!r} and {source.name!r} read the same tracking store: "
+                "its runs would be counted twice",
+                "Keep one of them",
+            )
+        seen[store] = source.name
 
 
 def load_config(path: Path | None) -> Config:

@@ -1,5 +1,10 @@
 """`runreport run`: the cron job. Extract, render into a dated folder, email, prune.
 
+The dated folder: `report.out/YYYY-MM-DD` (the report's day), compared with the newest
+dated report before it (what `report.out/latest` pointed at before today's report), so
+rendering today's folder again, as `runreport report` and `email` do given a config,
+keeps what changed since yesterday's. `latest` then points at today's folder.
+
 The lock is held for the whole job, so two cron entries on one warehouse never overlap.
 A failure in the extract or the render leaves the previous warehouse and the previous
 report whole and sends no report. Any failure at all (a held lock aside) sends one short
@@ -21,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.config import Config
 from etl.errors import LockHeld, RunreportError
@@ -28,6 +34,10 @@ from etl.mail import MailSettings, email_report, send_failure_notice
 from etl.redact import redact_text
 from etl.warehouse.build import check_writable
 from etl.warehouse.lock import warehouse_lock
+
+if TYPE_CHECKING:
+    from etl.report.model import Clock
+    from etl.report.render import ReportResult
 
 log = logging.getLogger("runreport")
 LATEST = "latest"
@@ -75,7 +85,7 @@ def _run_locked(
 ) -> Path:
     # MLflow (through the extract) and matplotlib (the report) load only when a job runs
     from etl.refresh import extract_from_config
-    from etl.report.render import render_from_config, report_clock
+    from etl.report.render import report_clock
     from etl.report.templates import Templates
 
     # a mail setting or template mistake stops the job before its extract
@@ -102,18 +112,10 @@ def _run_locked(
             counts.update(folder=exported.folder, rows=sum(exported.rows.values()))
 
     progress.step = "report"
-    config.out.mkdir(parents=True, exist_ok=True)
     with step("report") as counts:
-        # the folder is named by the report's own day: the same clock dates both
         clock = report_clock(config, now)
-        folder = config.out / clock.today.isoformat()
-        public_url = f"{config.public_url.rstrip('/')}/{folder.name}" if config.public_url else None
-        result = render_from_config(
-            config, folder, clock=clock, public_url=public_url, previous=config.out / LATEST
-        )
-        progress.folder = folder
-        (folder / REPORT_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-        point_latest(config.out, folder)
+        result = render_dated(config, clock=clock)
+        folder = progress.folder = result.out
         counts.update(folder=folder, new_runs=result.figures.get("new_runs"))
 
     if mail is not None and mail.to_addrs:
@@ -126,6 +128,43 @@ def _run_locked(
     with step("prune") as counts:
         counts["removed"] = len(prune_reports(config.out, clock.today, config.retention_days))
     return folder
+
+
+def render_dated(
+    config: Config, *, since: date | None = None, clock: Clock | None = None
+) -> ReportResult:
+    """Render today's dated folder under `report.out` (anew, or again), compared with the
+    newest dated report before today's; mark it as the job's and point `latest` at it.
+    `clock`: the report's clock (default: now, in the warehouse's time zone)."""
+    # the report's libraries (Jinja, matplotlib) load only when a report is rendered
+    from etl.report.render import render_from_config, report_clock
+
+    clock = clock or report_clock(config)  # the folder is named by the report's own day
+    folder = config.out / clock.today.isoformat()
+    public_url = f"{config.public_url.rstrip('/')}/{folder.name}" if config.public_url else None
+    config.out.mkdir(parents=True, exist_ok=True)
+    result = render_from_config(
+        config,
+        folder,
+        since=since,
+        clock=clock,
+        public_url=public_url,
+        previous=previous_report(config.out, clock.today),
+    )
+    (folder / REPORT_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+    point_latest(config.out, folder)
+    return result
+
+
+def previous_report(out: Path, today: date) -> Path | None:
+    """The newest dated report folder before `today` (where `latest` pointed before
+    today's report was written); None when there is none."""
+    earlier = [
+        folder
+        for folder in out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")
+        if folder.name < today.isoformat() and is_runreport_report(folder)
+    ]
+    return max(earlier, default=None)
 
 
 def point_latest(out: Path, folder: Path) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 from etl.config import Config, Via, default
 from etl.errors import ConfigError, JobFailed
 from etl.extract import entities
+from etl.extract.history import SkippedHistories
 from etl.extract.open_source import open_source
 from etl.extract.source import Mode, Plan, RunSource
 from etl.extract.tracking import check_tracking_uri, default_tracking_uri, redact, sqlite_path
 from etl.extract.tracking_timeout import bound_tracking_wait
 from etl.progress import RunProgress
+from etl.redact import remember_secrets_of
 from etl.schema import SCHEMA_VERSION
 from etl.warehouse import alias_history, extract_log
 from etl.warehouse.build import WarehouseBuilder, check_writable
@@ -51,6 +53,7 @@ class ExtractOptions:
     workers: int = default("workers")
     overlap: timedelta = timedelta(minutes=default("overlap_minutes"))
     full_every: timedelta | None = None  # an incremental older than this is a full one
+    timeout_seconds: int = default("tracking_timeout")  # a SQL store's connect and statements
     allow_shrink: bool = False
     entity_page_sizes: entities.PageSizes | None = None  # small pages exercise paging
 
@@ -62,6 +65,7 @@ class ExtractOptions:
             page_size=config.page_size,
             workers=config.workers,
             overlap=timedelta(minutes=config.overlap_minutes),
+            timeout_seconds=config.tracking_timeout,
         )
 
 
@@ -89,6 +93,7 @@ def run_extract(
     warehouse: see `plan_extract`). Without `view_settings` the previous warehouse's
     settings are kept."""
     options = options or ExtractOptions()
+    remember_secrets_of(tracking_uri)  # before anything can fail and show it
     check_writable(db)
     started = datetime.now(timezone.utc)
     with (
@@ -100,9 +105,7 @@ def run_extract(
         previous = read_previous(db)
         plan = plan_extract(db, uri, previous, mode, options)
         with (
-            open_source(
-                uri, options.via, options.page_size, options.workers, options.entity_page_sizes
-            ) as source,
+            open_source(uri, options) as source,
             WarehouseBuilder(
                 db, from_existing=plan.since is not None, keep_settings=view_settings is None
             ) as wh,
@@ -110,7 +113,9 @@ def run_extract(
             experiments = source.experiments()
             wh.replace_tables(experiments)
             experiment_count = len(experiments["experiments"]["experiment_id"])
-            with RunProgress(f"{plan.mode} extract", experiment_count, show_progress) as progress:
+            with RunProgress(
+                f"{plan.mode} extract", experiment_count, show_progress, plan.metric_history
+            ) as progress:
                 warnings = _load_runs(wh, source, plan, progress)
             if plan.since is None:
                 wh.delete_orphan_rows(ORPHAN_TABLES)
@@ -142,7 +147,7 @@ def run_extract(
         redact(uri),
         db,
         seconds,
-        f"; {warnings} metric histories skipped" if warnings else "",
+        f"; metric history of {warnings} runs not read" if warnings else "",
     )
     return ExtractSummary(db, plan.mode, progress.runs, experiment_count, seconds)
 
@@ -195,16 +200,23 @@ def plan_extract(
 
 
 def _load_runs(wh: WarehouseBuilder, source: RunSource, plan: Plan, progress: RunProgress) -> int:
-    """Append the plan's batches; returns the number of warnings (each logged)."""
+    """Append the plan's batches; returns the number of warnings (a run whose metric
+    history could not be read is one; those are logged summed up by cause, and their
+    count noted on the metric_history table for the report)."""
     warnings = 0
+    skipped = SkippedHistories()
     for batch in source.batches(plan):
         # metric history is replaced only for runs that are re-read with it
         wh.delete_runs(list(batch.replaces), keep_history=not plan.metric_history)
         wh.append(batch.records)
-        for line in batch.warnings:
+        for line in skipped.add(batch.warnings):
             log.warning("%s", line)
-        warnings += len(batch.warnings)
-        progress.advance(batch.runs)
+        warnings += batch.counted_warnings
+        progress.advance(batch.runs, batch.records)
+    for line in skipped.summary():
+        log.warning("%s", line)
+    if plan.metric_history:
+        wh.connection.execute(f"comment on table metric_history is '{skipped.table_note()}'")
     return warnings
 
 

@@ -1,15 +1,21 @@
 -- One row per run and metric key of metric_history (filled by `runreport extract
--- --metric-history`): how many points, the first and last step, the best finite value and
--- the step it was first reached at, the last value (at the greatest step, then the latest
--- timestamp, as MLflow picks a run's latest value), and still_improving.
+-- --metric-history`): how many points, the curve's axis, its first and last x, the best
+-- finite value and the x it was first reached at, the last value (at the greatest x,
+-- then the latest timestamp, as MLflow picks a run's latest value), and still_improving.
+-- Axis: 'step' (x is the point's step), or 'order' when the run's steps for the key do
+-- not vary (two points or more, all at one step: `log_metric(key, value)` in a loop
+-- without `step` logs every point at step 0); x is then the point's position in logged
+-- order, from 1: by timestamp, then value (points logged in the same millisecond have no
+-- other order). first_step, last_step and best_step are x on the curve's axis.
 -- Direction: the experiment's primary metric direction for its primary key
 -- (experiment_primary_metric), else the key's direction (metric_key_directions); NULL
 -- when neither knows the key, and then best_value, best_step and still_improving are
 -- NULL too.
 -- still_improving rule: true when the best finite value was first reached in the last
--- 10% of the run's step range (best_step >= last_step - (last_step - first_step) / 10),
--- i.e. the curve was still reaching new bests at the end; NULL with fewer than 3 finite
--- points. NaN and ±inf (stored as ±1.7976931348623157e308) never count as best.
+-- 10% of the curve's x range (best_step >= last_step - (last_step - first_step) / 10),
+-- i.e. the curve was still reaching new bests at the end; NULL with fewer than 3 points
+-- or fewer than 3 finite points (such a curve is not drawn). NaN and ±inf (stored as
+-- ±1.7976931348623157e308) never count as best.
 with
 
 history as (
@@ -25,6 +31,28 @@ history as (
             and metric_history.value > -1.7976931348623157e308 as is_finite
     from metric_history
     inner join runs on runs.run_id = metric_history.run_id
+),
+
+spread as (
+    select
+        history.*,
+        count(*) over (partition by history.run_id, history.key) > 1
+            and min(history.step) over (partition by history.run_id, history.key)
+            = max(history.step) over (partition by history.run_id, history.key)
+            as steps_fixed,
+        row_number() over (
+            partition by history.run_id, history.key
+            order by history.timestamp, history.value
+        ) as position
+    from history
+),
+
+located as (
+    select
+        spread.*,
+        case when steps_fixed then 'order' else 'step' end as axis,
+        case when steps_fixed then position else step end as x
+    from spread
 ),
 
 curve_keys as (
@@ -47,29 +75,29 @@ directions as (
 
 ranked as (
     select
-        history.*,
+        located.*,
         directions.greater_is_better,
         row_number() over (
-            partition by history.run_id, history.key
-            order by history.step desc, history.timestamp desc, history.value desc
+            partition by located.run_id, located.key
+            order by located.x desc, located.timestamp desc, located.value desc
         ) as from_last,
         case
-            when history.is_finite and directions.greater_is_better is not null
+            when located.is_finite and directions.greater_is_better is not null
                 then row_number() over (
-                    partition by history.run_id, history.key, history.is_finite
+                    partition by located.run_id, located.key, located.is_finite
                     order by
                         case
-                            when directions.greater_is_better then -history.value
-                            else history.value
+                            when directions.greater_is_better then -located.value
+                            else located.value
                         end,
-                        history.step,
-                        history.timestamp
+                        located.x,
+                        located.timestamp
                 )
         end as best_rank
-    from history
+    from located
     inner join directions
-        on directions.experiment_id = history.experiment_id
-        and directions.key = history.key
+        on directions.experiment_id = located.experiment_id
+        and directions.key = located.key
 ),
 
 curves as (
@@ -78,15 +106,16 @@ curves as (
         experiment_id,
         key,
         greater_is_better,
+        axis,
         count(*) as points,
         count(*) filter (where is_finite) as finite_points,
-        min(step) as first_step,
-        max(step) as last_step,
+        min(x) as first_step,
+        max(x) as last_step,
         max(value) filter (where best_rank = 1) as best_value,
-        max(step) filter (where best_rank = 1) as best_step,
+        max(x) filter (where best_rank = 1) as best_step,
         max(value) filter (where from_last = 1) as last_value
     from ranked
-    group by run_id, experiment_id, key, greater_is_better
+    group by run_id, experiment_id, key, greater_is_better, axis
 ),
 
 final as (
@@ -97,13 +126,14 @@ final as (
         greater_is_better,
         points,
         finite_points,
+        axis,
         first_step,
         last_step,
         best_value,
         best_step,
         last_value,
         case
-            when best_step is null or finite_points < 3 then null
+            when best_step is null or points < 3 or finite_points < 3 then null
             else best_step * 10 >= last_step * 10 - (last_step - first_step)
         end as still_improving
     from curves

@@ -1,5 +1,6 @@
 -- Nested parents still RUNNING long after they started although every child run has
--- ended (see stuck_runs): the parent was never closed. Oldest first.
+-- ended (see stuck_runs): the parent was never closed. Outside the experiments
+-- zombie_ignore names, as zombie_runs. Oldest first.
 with
 
 final as (
@@ -14,7 +15,7 @@ final as (
         last_child_end,
         experiment_id
     from stuck_runs
-    where kind = 'parent left open'
+    where kind = 'parent left open' and not is_ignored
 )
 
 select * from final

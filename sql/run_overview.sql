@@ -1,10 +1,18 @@
 -- One row per run, deleted runs and runs of deleted experiments too, with nesting resolved.
 -- Nesting comes from the mlflow.parentRunId tag; the root and depth come from walking
 -- those tags upward (OSS MLflow never writes mlflow.rootRunId; Databricks does).
+-- estimator_name comes from where run_keys.estimator_from says: a tag of that key, else a
+-- param of that key (default: the estimator_name tag sklearn autolog writes), or the run
+-- name of a run that is no nested parent when it says 'run_name' (PyCaret names its model
+-- runs after their model, and their session run "Session Initialized ...").
 with recursive
 
 settings as (
-    select timezone from runreport_settings
+    select
+        runreport_settings.timezone,
+        run_keys.estimator_from
+    from runreport_settings
+    cross join run_keys
 ),
 
 run_tags as (
@@ -12,18 +20,28 @@ run_tags as (
         run_id,
         max(value) filter (where key = 'mlflow.parentRunId') as parent_run_id,
         max(value) filter (where key = 'mlflow.rootRunId') as databricks_root_run_id,
-        max(value) filter (where key = 'estimator_name') as estimator_name,
+        max(value) filter (where key = settings.estimator_from) as estimator_tag,
         max(value) filter (where key = 'estimator_class') as estimator_class,
         max(value) filter (where key = 'mlflow.source.type') as source_type
     from tags
+    cross join settings
     where key in (
         'mlflow.parentRunId',
         'mlflow.rootRunId',
-        'estimator_name',
         'estimator_class',
         'mlflow.source.type'
-    )
+    ) or key = settings.estimator_from
     group by run_id
+),
+
+estimator_params as (
+    select
+        params.run_id,
+        max(params.value) as estimator_param
+    from params
+    cross join settings
+    where params.key = settings.estimator_from
+    group by params.run_id
 ),
 
 -- a parent the store does not hold ends the walk, so only existing parents are steps
@@ -111,7 +129,12 @@ final as (
         coalesce(child_counts.child_count, 0) as child_count,
         coalesce(child_counts.child_count, 0) > 0 as is_nested_parent,
         run_tags.parent_run_id is not null as is_nested_child,
-        run_tags.estimator_name,
+        case
+            when settings.estimator_from <> 'run_name'
+                then coalesce(run_tags.estimator_tag, estimator_params.estimator_param)
+            -- a nested parent's name (PyCaret's "Session Initialized ...") names no model
+            when child_counts.child_count is null then nullif(runs.run_name, '')
+        end as estimator_name,
         run_tags.estimator_class,
         experiments.lifecycle_stage as experiment_lifecycle_stage,
         run_tags.source_type
@@ -119,6 +142,7 @@ final as (
     cross join settings
     left join experiments on experiments.experiment_id = runs.experiment_id
     left join run_tags on run_tags.run_id = runs.run_id
+    left join estimator_params on estimator_params.run_id = runs.run_id
     left join resolved_root on resolved_root.run_id = runs.run_id
     left join child_counts on child_counts.run_id = runs.run_id
 )

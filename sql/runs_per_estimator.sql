@@ -1,6 +1,7 @@
--- Active runs per estimator_name tag (sklearn autolog writes it): the article's
--- df.groupby("tags.estimator_name")["run_id"].count(). Runs without the tag are left
--- out, as pandas drops missing group keys.
+-- Active runs per estimator (run_overview.estimator_name: by default the estimator_name tag
+-- sklearn autolog writes; report.estimator_from names another tag or param, or run_name):
+-- the article's df.groupby("tags.estimator_name")["run_id"].count(). Runs without one are
+-- left out, as pandas drops missing group keys.
 with
 
 final as (

@@ -1,16 +1,32 @@
--- Active runs per MLflow user.
+-- Active runs per user: MLflow's user_id, or where run_keys.user_tag names a tag (e.g.
+-- owner), that tag's value on the runs that carry it.
 with
+
+settings as (
+    select user_tag from run_keys
+),
+
+owner_tags as (
+    select
+        tags.run_id,
+        max(tags.value) as owner
+    from tags
+    cross join settings
+    where tags.key = settings.user_tag
+    group by tags.run_id
+),
 
 final as (
     select
-        user_id,
+        coalesce(owner_tags.owner, active_runs.user_id) as user_id,
         count(*) as runs,
-        count(*) filter (where status = 'FINISHED') as finished,
-        count(*) filter (where status = 'FAILED') as failed,
-        min(start_time) as first_start,
-        max(start_time) as last_start
+        count(*) filter (where active_runs.status = 'FINISHED') as finished,
+        count(*) filter (where active_runs.status = 'FAILED') as failed,
+        min(active_runs.start_time) as first_start,
+        max(active_runs.start_time) as last_start
     from active_runs
-    group by user_id
+    left join owner_tags on owner_tags.run_id = active_runs.run_id
+    group by coalesce(owner_tags.owner, active_runs.user_id)
 )
 
 select * from final

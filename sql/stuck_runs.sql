@@ -2,7 +2,7 @@
 -- started, each with what it is: a nested parent whose children have all ended is a
 -- 'parent left open' (PyCaret and hand-written searches leave them so), any other a
 -- 'zombie' (most were killed without MLflow hearing of it). is_ignored: the experiment
--- matches a zombie_ignore glob.
+-- matches a zombie_ignore glob (zombie_runs and parents_left_open leave those out).
 with
 
 settings as (

@@ -7,6 +7,7 @@ stores return no model_id)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -32,9 +33,10 @@ from mlflow.tracking import fluent
 
 from etl.extract import entities
 from etl.extract.entities import PageSizes
-from etl.refresh import run_extract
+from etl.refresh import ExtractOptions, run_extract
 from etl.schema import TABLES
 from tests.conftest import log_run, new_store, run_cli, start_mlflow_server
+from tests.templates import copy_store, template
 
 Rows = Counter[tuple[Any, ...]]
 CONTEXT = "mlflow.data.context"
@@ -103,8 +105,18 @@ def build_entity_store(folder: Path) -> EntityStore:
     """Two experiments; runs with dataset inputs (with and without a context) and a model
     output; three logged models with params, tags and metrics (one on a dataset); two
     registered models with tags, four versions (one not from a logged model), version tags
-    and two aliases; four traces (one an error, one linked to a run) with assessments."""
-    store = EntityStore(new_store(folder))
+    and two aliases; four traces (one an error, one linked to a run) with assessments. In a
+    new SQLite store in `folder`: a copy of the session's template, built once by
+    log_entity_store."""
+    path, built = template("entities", lambda here: log_entity_store(new_store(here)))
+    store = copy.deepcopy(built)
+    store.uri = copy_store(path, folder)
+    return store
+
+
+def log_entity_store(uri: str) -> EntityStore:
+    """build_entity_store's entities, logged through MLflow's API into the empty store."""
+    store = EntityStore(uri)
     client = MlflowClient(store.uri)
     exp = store.experiment_ids
     exp["models"] = client.create_experiment("models")
@@ -177,6 +189,7 @@ def build_entity_store(folder: Path) -> EntityStore:
 
 @pytest.fixture(scope="module")
 def entity_store(tmp_path_factory: pytest.TempPathFactory) -> EntityStore:
+    """build_entity_store's store, shared by this module's tests: read only."""
     return build_entity_store(tmp_path_factory.mktemp("entities"))
 
 
@@ -374,7 +387,11 @@ def test_every_table_equals_mlflows_listing_on_sqlite(
 
 def test_small_pages_read_the_same_rows(entity_store: EntityStore, tmp_path: Path) -> None:
     db = tmp_path / "paged.duckdb"
-    run_extract(entity_store.uri, db, page_size=1, entity_page_sizes=PageSizes.all(1))
+    run_extract(
+        entity_store.uri,
+        db,
+        options=ExtractOptions(page_size=1, entity_page_sizes=PageSizes.all(1)),
+    )
     expected = api_tables(entity_store.uri, entity_store.version_models)
     assert_tables_equal(expected, warehouse_tables(db))
 
@@ -385,7 +402,7 @@ def test_every_table_equals_mlflows_listing_over_http(
     server = start_mlflow_server(entity_store.uri)
     try:
         db = tmp_path / "served.duckdb"
-        run_extract(server.uri, db, entity_page_sizes=PageSizes(1, 2, 1, 2))
+        run_extract(server.uri, db, options=ExtractOptions(entity_page_sizes=PageSizes(1, 2, 1, 2)))
         expected = blank_as_null(api_tables(server.uri, entity_store.version_models))
         got = warehouse_tables(db)
     finally:
@@ -497,6 +514,7 @@ def test_views_over_the_entities(entity_store: EntityStore, tmp_path: Path) -> N
     ) == [("correct", 2, 2, 1, 0.5), ("expected", 1, 0, 0, None), ("relevance", 1, 0, 0, None)]
 
 
+@pytest.mark.pure
 def test_a_store_without_a_listing_is_skipped_with_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

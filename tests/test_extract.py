@@ -161,6 +161,35 @@ def test_legacy_file_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert con.execute("select run_name from runs").fetchall() == [("old run",)]
 
 
+def test_item6_file_store_folders_mlflow_skips_are_counted_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23, item 6: an experiment or run without meta.yaml was dropped with exit 0,
+    warnings = 0 and MLflow's traceback in the cron output."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = tmp_path / "mlruns"
+    client = MlflowClient(str(mlruns))
+    kept, lost = client.create_experiment("kept"), client.create_experiment("lost")
+    good = log_run(client, kept, "good")
+    broken = log_run(client, kept, "no meta")
+    for i in range(3):
+        log_run(client, lost, f"lost {i}")
+    (mlruns / kept / broken / "meta.yaml").unlink()
+    (mlruns / lost / "meta.yaml").write_text("")
+
+    db = tmp_path / "runs.duckdb"
+    result = run_cli("extract", "--tracking-uri", str(mlruns), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, result.output
+    assert f"experiment {lost} (3 runs)" in warnings[0]
+    assert f"run {broken} of experiment {kept}" in warnings[0]
+    assert "Traceback" not in result.output
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select run_id from runs").fetchall() == [(good,)]
+    assert con.execute("select warnings from extract_log").fetchall() == [(2,)]
+
+
 # --- errors: one line, the fix, non-zero exit, nothing written ---------------------------
 
 

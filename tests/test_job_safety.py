@@ -205,6 +205,7 @@ def test_no_email_means_no_failure_notice_either(tmp_path: Path) -> None:
 # 3. retention_days
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("days", [0, -1])
 def test_retention_days_below_one_is_exit_2(tmp_path: Path, days: int) -> None:
     config = write_config(tmp_path, "sqlite:///nowhere.db")
@@ -250,6 +251,7 @@ def test_prune_removes_only_report_folders_runreport_wrote(
 # 4. a hanging tracking server
 
 
+@pytest.mark.pure
 def test_tracking_wait_budget_holds_for_any_setting() -> None:
     for seconds in (1, 2, 29, 30, 31, 60, 300, 3600):
         settings = mlflow_http_settings(seconds)
@@ -283,6 +285,7 @@ def test_a_hanging_tracking_server_fails_in_bounded_time(tmp_path: Path, where: 
     assert "WARNING" not in result.output, result.output
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
@@ -347,6 +350,7 @@ def test_a_lost_reply_after_the_data_is_sent_once_outcome_unknown(
     assert "may or may not be delivered" in errors[0]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     ("name", "value", "named"),
     [
@@ -421,6 +425,7 @@ def test_ctrl_c_during_email_says_what_is_true(warehouse: Path, tmp_path: Path) 
     assert "warehouse" not in stderr
 
 
+@pytest.mark.pure
 def test_interrupt_messages_by_command() -> None:
     assert (
         interrupted_message("extract")
@@ -435,6 +440,7 @@ def test_interrupt_messages_by_command() -> None:
 # 8. the latest link
 
 
+@pytest.mark.pure
 def test_latest_is_swapped_by_one_rename_and_killed_swaps_are_cleaned(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     for day in ("2024-01-01", "2024-01-02"):
@@ -465,6 +471,7 @@ def test_template_mistakes_fail_before_the_extract(tmp_path: Path, extra: str, n
     assert not (tmp_path / "runs.duckdb").exists(), "no extract ran"
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("uri", ["sqlite:/seed.db", "sqlite://seed.db"])
 def test_a_sqlite_uri_with_too_few_slashes_is_named_whole(tmp_path: Path, uri: str) -> None:
     result = run_cli("extract", "--tracking-uri", uri, "--db", str(tmp_path / "w.duckdb"))

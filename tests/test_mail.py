@@ -18,10 +18,9 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
-from etl.config import resolve
+from etl.config import default, resolve
 from etl.errors import ConfigError, JobFailed
 from etl.mail import (
-    DEFAULT_SUBJECT,
     MailSettings,
     email_report,
     inline_image_names,
@@ -167,7 +166,10 @@ def test_report_arrives_at_every_recipient_with_all_parts(
     message = mail.message()
     new_runs, failed = warehouse_counts(warehouse)
     assert (new_runs, failed) == (6, 1)  # rf-0..2, crashed, training, resnet; crashed
-    expected_subject = f"MLflow runs {NOW:%Y-%m-%d}: {new_runs} new, {failed} failed"
+    # the default subject leads with the headline: the first report has no change to name
+    expected_subject = (
+        f"First report: {new_runs} new runs in the last 7 days, {failed} failed ({NOW:%Y-%m-%d})"
+    )
     assert message["Subject"] == expected_subject
     assert message["From"] == "runreport@example.com"
     assert [a.addr_spec for a in message["To"].addresses] == BARE_RECIPIENTS
@@ -382,6 +384,7 @@ def mail_settings(
         return MailSettings.from_config(resolve(config_file, flags, environ=environ))
 
 
+@pytest.mark.pure
 def test_settings_from_env_and_defaults() -> None:
     environ = {
         "RUNREPORT_MAIL_TO": 'a@example.com,b@example.com , "Doe, Jane" <jane@example.com>',
@@ -414,7 +417,7 @@ def test_settings_from_env_and_defaults() -> None:
 
     bare = mail_settings({})
     assert (bare.host, bare.port, bare.security) == ("localhost", 25, "none")
-    assert bare.subject_template == DEFAULT_SUBJECT
+    assert bare.subject_template == default("mail_subject")
     assert bare.from_addr.startswith("runreport@")
     assert mail_settings({}, smtp_security="ssl").port == 465
     assert mail_settings({}, smtp_security="starttls").port == 587
@@ -422,11 +425,14 @@ def test_settings_from_env_and_defaults() -> None:
         mail_settings({"RUNREPORT_SMTP_PORT": "smtp"})
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"to_addrs": ["not-an-address"]}, "not a valid recipient email address: 'not-an-address'"),
-        ({"security": "tls"}, "unknown SMTP security 'tls'"),
+        ({"security": "tls"}, "mail.security must be 'none' or 'starttls' or 'ssl', not 'tls'"),
+        ({"port": 70000}, "mail.smtp_port must be between 1 and 65535, not 70000"),
+        ({"timeout": 0}, "mail.smtp_timeout must be a finite number ≥ 0.1, not 0.0"),
         ({"user": "u"}, "an SMTP user ('u') is set but RUNREPORT_SMTP_PASSWORD is not"),
         ({"password": "p"}, "RUNREPORT_SMTP_PASSWORD is set but no SMTP user"),
         (
@@ -473,6 +479,7 @@ def test_image_missing_from_the_report_folder_is_named(report_dir: Path, tmp_pat
     assert not (tmp_path / "x.eml").exists()
 
 
+@pytest.mark.pure
 def test_missing_report_folder_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nowhere/report\.json is missing") as failure:
         email_report(tmp_path / "nowhere", settings_for(free_port()), dry_run=Path("x.eml"))
@@ -516,6 +523,7 @@ def test_html_part_renders_tables_and_images_in_chromium(
     assert len(images) == len(inline_image_names(html_part(message).get_content()))
 
 
+@pytest.mark.pure
 def test_settings_from_a_run_config_file(tmp_path: Path) -> None:
     config_file = tmp_path / "runreport.toml"
     config_file.write_text(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,11 +20,28 @@ from mlflow import MlflowClient
 
 from etl.report.render import ReportResult, render_report
 from tests.conftest import log_run, run_cli
+from tests.team_stores import (
+    PYCARET_ACCURACY,
+    build_autolog_store,
+    build_pycaret_store,
+    log_pycaret_session,
+)
 from tests.test_report import SCRIPT_NAME, build_team_store, extract
 
 UI = "https://mlflow.example.com"
 # copies for the lead to look at (the tests' own copies are under their tmp dirs)
 SHOWCASE = {375: Path("/tmp/report-375.png"), 1280: Path("/tmp/report-index.png")}
+# the first screens of the reports on a PyCaret-shaped and an autolog-shaped store
+SCREENSHOTS = Path(tempfile.gettempdir()) / "runreport-screenshots"
+FIRST_SCREEN = {1280: 900, 375: 812}  # viewport heights: a laptop, a phone
+OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# the metric keys (td.key) whose text takes more than one line
+KEY_LINES = """cells => cells.filter(cell => {
+    if (!cell.firstChild) return false;
+    const range = document.createRange();
+    range.selectNodeContents(cell.firstChild);
+    return new Set([...range.getClientRects()].map(rect => rect.top)).size > 1;
+}).map(cell => cell.textContent)"""
 
 pytestmark = pytest.mark.browser
 
@@ -46,9 +64,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
     render_report(db, folder / "report", now=now, ui_url=UI)
     client = MlflowClient(facts.uri)
     search = facts.experiment_ids["search"]
+    # a child of the grid search: its root run logs no r2, so the leaderboard ranks them all
     log_run(
-        client, search, "a-much-longer-run-name-without-any-spaces-at-all", metrics={"r2": 0.97}
-    )
+        client, search, "a-much-longer-run-name-without-any-spaces-at-all",
+        metrics={"r2": 0.97}, parent=facts.run_ids["grid"],
+    )  # fmt: skip
     log_run(client, facts.experiment_ids["hostile"], "crashed-overnight", status="FAILED")
     result = run_cli("extract", "--incremental", "--tracking-uri", facts.uri, "--db", str(db))
     assert result.exit_code == 0, result.output
@@ -88,11 +108,12 @@ def open_page(browser: Any, path: Path, width: int) -> tuple[Any, PageLog]:
 
 
 def image_sizes(page: Any) -> list[dict[str, Any]]:
-    return page.eval_on_selector_all(
+    sizes: list[dict[str, Any]] = page.eval_on_selector_all(
         "img",
         "imgs => imgs.map(i => ({alt: i.alt, complete: i.complete, "
         "w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))",
     )
+    return sizes
 
 
 def test_index_opens_from_disk_with_charts_and_no_errors(
@@ -105,11 +126,8 @@ def test_index_opens_from_disk_with_charts_and_no_errors(
         assert log.blocked == []
         assert log.dialogs == []  # the run named <script>alert('x')</script> ran nothing
         images = image_sizes(page)
-        assert [i["alt"] for i in images] == [
-            "Runs per day, by status",
-            "Runs by status",
-            "Runs per estimator",
-        ]
+        # runs by status is a table alone: a chart under it would say the same again
+        assert [i["alt"] for i in images] == ["Runs per day, by status", "Runs per estimator"]
         for image in images:
             assert image["complete"] and image["w"] > 0 and image["h"] > 0, image
             assert image["shown"] > 200, image
@@ -172,3 +190,102 @@ def test_email_reads_without_horizontal_scrolling(
             page.context.close()
     finally:
         preview.unlink()
+
+
+@pytest.mark.parametrize("width", [375, 600])
+def test_email_fits_a_phone_with_images_blocked(
+    report: ReportResult, browser: Any, tmp_path: Path, width: int
+) -> None:
+    """Many mail clients start with images blocked: the cid: images do not load, and the
+    charts must not hold the page wider than the phone until they do."""
+    preview = tmp_path / "email.html"
+    preview.write_text(report.email_html.read_text(encoding="utf-8"), encoding="utf-8")
+    page, log = open_page(browser, preview, width)
+    try:
+        assert log.page_errors == [] and log.dialogs == []
+        images = image_sizes(page)
+        assert len(images) == 2 and all(image["w"] == 0 for image in images)  # not loaded
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        widest = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('body *')]"
+            ".map(e => e.getBoundingClientRect().right))"
+        )
+        assert widest <= width
+        shot = tmp_path / f"email-{width}-no-images.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes().startswith(b"\x89PNG")
+    finally:
+        page.context.close()
+
+
+def cli_ok(*args: str) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module", params=["pycaret", "autolog"])
+def team_report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The second report of a team's store, rendered with its config as `runreport report`
+    renders it: PyCaret after a fourth session (a new best, a parent newly left open; its
+    session runs count as left open at once), autolog on a quiet day."""
+    folder = tmp_path_factory.mktemp(request.param)
+    build = build_pycaret_store if request.param == "pycaret" else build_autolog_store
+    store = build(folder / "store")
+    config = folder / "runreport.toml"
+    config.write_text(
+        f'[tracking]\nuri = "{store.uri}"\n[warehouse]\npath = "runs.duckdb"\n'
+        f'[report]\nmlflow_ui_url = "{UI}"\npublic_url = "https://reports.example.com/ml"\n'
+        + (
+            'zombie_after_hours = 0\nestimator_from = "run_name"\n'
+            if build is build_pycaret_store
+            else ""
+        ),
+        encoding="utf-8",
+    )
+    out = folder / "report"
+    cli_ok("extract", "--config", str(config))
+    cli_ok("report", "--config", str(config), "--out", str(out))
+    if request.param == "pycaret":
+        better = {name: values[125] + 0.02 for name, values in PYCARET_ACCURACY.items()}
+        log_pycaret_session(MlflowClient(store.uri), store, 126, better)
+        cli_ok("extract", "--incremental", "--config", str(config))
+    cli_ok("report", "--config", str(config), "--out", str(out))
+    return request.param, out
+
+
+def test_screenshots_of_the_first_screen_on_team_stores(
+    team_report: tuple[str, Path], browser: Any
+) -> None:
+    """index.html at 1280 px and email.html at 375 px: what changed and the leaderboard are
+    on the first screen. The PNGs go to SCREENSHOTS (printed), for a person to look at."""
+    name, out = team_report
+    SCREENSHOTS.mkdir(exist_ok=True)
+    html = (out / "email.html").read_text(encoding="utf-8")
+    preview = out / "email-preview.html"
+    preview.write_text(html.replace('src="cid:', 'src="'), encoding="utf-8")
+    try:
+        for page_file, width, shown in (
+            (out / "index.html", 1280, "index"), (preview, 375, "email")
+        ):  # fmt: skip
+            page, log = open_page(browser, page_file, width)
+            try:
+                assert log.console_errors == [] and log.page_errors == [] and log.blocked == []
+                assert page.evaluate(OVERFLOW) <= 0
+                for ident in ("changes", "leaderboard"):
+                    top = page.eval_on_selector(f"#{ident}", "e => e.getBoundingClientRect().top")
+                    assert top < FIRST_SCREEN[width], (name, shown, ident, top)
+                if shown == "index":  # a metric key is never broken over two lines
+                    assert page.eval_on_selector_all("td.key", KEY_LINES) == [], name
+                page.set_viewport_size({"width": width, "height": FIRST_SCREEN[width]})
+                page.screenshot(path=str(SCREENSHOTS / f"{name}-{shown}-{width}.png"))
+                page.screenshot(
+                    path=str(SCREENSHOTS / f"{name}-{shown}-{width}-full.png"), full_page=True
+                )
+            finally:
+                page.context.close()
+    finally:
+        preview.unlink()
+    print(f"screenshots of the {name} store's report: {SCREENSHOTS}")

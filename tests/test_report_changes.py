@@ -20,9 +20,9 @@ from mlflow import MlflowClient
 
 from etl.report.links import Links, ui_from_tracking_uri
 from etl.report.render import render_report
-from etl.warehouse.folder_swap import OLD_MARK
+from etl.warehouse.atomic import OLD_MARK
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
-from tests.test_report import parse_html, table_rows
+from tests.test_report import own_text, parse_html, table_rows
 
 UI = "http://mlflow.example.com:5000"
 RUN_LINK = re.compile(re.escape(UI) + r"/#/experiments/([^/]+)/runs/([0-9a-f]{32})")
@@ -128,7 +128,10 @@ def test_changes_name_exactly_the_new_best_and_the_new_failure(story: Story) -> 
 
 
 def test_a_third_report_with_no_change_names_none(story: Story) -> None:
-    assert story.third["changes"] == {"new_best": [], "new_failures": [], "new_stuck": []}
+    assert story.third["changes"] == {
+        "new_best": [], "best_removed": [], "new_failures": [], "new_stuck": [],
+        "new_parents_left_open": [],
+    }  # fmt: skip
     assert story.third["since"] == story.second["generated_at"]
     text = (story.out / "summary.txt").read_text()
     assert "Nothing new since the previous report" in text
@@ -146,7 +149,7 @@ def test_the_email_and_the_index_lead_with_the_changes(story: Story) -> None:
     sections = [n.attrs["id"] for n in index.all("section")]
     assert sections[0] == "changes"
     best = table_rows(index, "new_best")
-    assert [(r[0].text(), r[2].text(), r[4].text(), r[5].text(), r[7].text()) for r in best] == [
+    assert [(r[0].text(), own_text(r[2]), r[3].text(), r[4].text(), r[6].text()) for r in best] == [
         ("cifar", "better", "0.9", "0.8", "+0.1")
     ]
     summary = story.second_html["summary.txt"]
@@ -243,7 +246,10 @@ def test_ui_url_defaults_to_the_http_tracking_uri_without_credentials(
 def test_previous_names_the_report_to_compare_with(story: Story, tmp_path: Path) -> None:
     """`runreport run` renders into a new dated folder and compares with reports/latest."""
     result = render_report(story.db, tmp_path / "2030-01-02", previous=story.out.parent / "second")
-    assert result.changes == {"new_best": [], "new_failures": [], "new_stuck": []}
+    assert result.changes == {
+        "new_best": [], "best_removed": [], "new_failures": [], "new_stuck": [],
+        "new_parents_left_open": [],
+    }  # fmt: skip
     fresh = render_report(story.db, tmp_path / "fresh")
     assert fresh.changes is None
 

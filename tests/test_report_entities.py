@@ -103,9 +103,10 @@ def test_models_section_lists_the_versions_and_the_alias_move_with_links(
 def test_datasets_section_counts_the_runs_of_each_dataset(rendered: Rendered) -> None:
     doc = parse(rendered.out / "index.html")
     rows = texts(table_rows(doc, "runs_per_dataset"))
-    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [
-        ("diabetes", "d-train", "code", "2", "training"),
-        ("diabetes", "d-test", "local", "1", "evaluation"),
+    # the source's type, and where it is (the source's URI, else its first text value)
+    assert [(r[0], r[1], r[2], r[3], r[4], r[6]) for r in rows] == [
+        ("diabetes", "d-train", "code", "x.csv", "2", "training"),
+        ("diabetes", "d-test", "local", "y.csv", "1", "evaluation"),
     ]
 
 
@@ -221,10 +222,9 @@ def test_without_entities_genai_is_absent_and_the_others_collapse(tmp_path: Path
     assert "MODELS" not in (out / "summary.txt").read_text()
 
 
-def test_demo_renders_every_section(tmp_path: Path) -> None:
-    result = run_cli("demo", "--dir", "demo")
-    assert result.exit_code == 0, result.output
-    doc = parse(tmp_path / "demo" / "reports" / "index.html")
+def test_demo_renders_every_section(demo: Any) -> None:
+    assert demo.result.exit_code == 0, demo.result.output
+    doc = parse(demo.folder / "reports" / "index.html")
     for ident in ("models", "datasets", "genai"):
         section = doc.find_id(ident)
         assert section is not None and section.attrs.get("class") is None, ident
@@ -233,3 +233,38 @@ def test_demo_renders_every_section(tmp_path: Path) -> None:
     assert table_rows(doc, "runs_per_dataset")
     assert table_rows(doc, "traces_per_day")
     assert table_rows(doc, "assessment_pass_rates")
+
+
+def test_every_entity_links_to_its_mlflow_page(rendered: Rendered) -> None:
+    """Registered models, logged models and an experiment's traces link to the pages the
+    MLflow UI has for them (its routes: /models/:name, /experiments/:id/models/:model_id,
+    /experiments/:id/traces)."""
+    doc = parse(rendered.out / "index.html")
+    experiments = rendered.store.experiment_ids
+    versions = table_rows(doc, "model_versions_registered")
+    assert {href for row in versions for href in hrefs(row[0])} == {
+        f"{UI}/#/models/churn",
+        f"{UI}/#/models/fraud",
+    }
+    models = {href for row in versions for href in hrefs(row[6])}
+    assert models == {
+        f"{UI}/#/experiments/{experiment}/models/{model_id}"
+        for (name, _), model_id in rendered.store.version_models.items()
+        if model_id is not None
+        for experiment in [
+            experiments["agents"] if model_id == rendered.store.model_ids["m3"] else
+            experiments["models"]
+        ]
+    }  # fmt: skip
+    [best] = table_rows(doc, "best_logged_model")
+    [model_link] = hrefs(best[2])
+    model_id = best[2].all("code")[0].attrs["title"]
+    assert model_link == f"{UI}/#/experiments/{experiments['models']}/models/{model_id}"
+    assert model_id in rendered.store.model_ids.values()
+    traces = {href for row in table_rows(doc, "traces_per_day") for href in hrefs(row[2])}
+    assert traces == {
+        f"{UI}/#/experiments/{experiments['agents']}/traces",
+        f"{UI}/#/experiments/{experiments['models']}/traces",
+    }
+    moves = table_rows(doc, "alias_moves")
+    assert {href for row in moves for href in hrefs(row[1])} == {f"{UI}/#/models/churn"}

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import StoreFacts, log_run, new_store, run_cli
-from tests.test_report import Node, parse, table_rows
+from tests.test_report import Node, own_text, parse, table_rows
 
 DAY_MS = 24 * 3_600_000
 CONFIG = """
@@ -101,8 +101,20 @@ def render(setup: Setup, out: Path, *args: str) -> Node:
 
 
 def leaderboard(doc: Node) -> dict[str, tuple[str, ...]]:
+    """Experiment -> (metric, best, run, where the metric came from, ties): the metric's
+    source and the ties are notes under the metric and the run."""
+
+    def note(cell: Node) -> str:
+        return " ".join(div.text() for div in cell.all("div"))
+
     return {
-        row[0].text(): (row[1].text(), row[2].text(), row[3].text(), row[8].text(), row[9].text())
+        row[0].text(): (
+            own_text(row[1]),
+            row[2].text(),
+            own_text(row[3]),
+            note(row[1]),
+            note(row[3]),
+        )
         for row in table_rows(doc, "leaderboard")
     }
 
@@ -175,10 +187,10 @@ def test_parent_left_open_is_no_zombie_and_zombie_ignore_applies(
 ) -> None:
     ids = setup.facts.run_ids
     doc = render(setup, tmp_path / "bare")
-    zombies = [r[0].text() for r in table_rows(doc, "zombie_runs")]
+    zombies = [own_text(r[0]) for r in table_rows(doc, "zombie_runs")]
     assert zombies == ["forgotten"]
     open_parents = table_rows(doc, "parents_left_open")
-    assert [(r[0].text(), r[4].text()) for r in open_parents] == [("compare_models", "2")]
+    assert [(own_text(r[0]), r[3].text()) for r in open_parents] == [("compare_models", "2")]
     configured = render(setup, tmp_path / "cfg", "--config", str(setup.config))
     assert configured.find_id("zombie_runs") is None
     figure = next(n for n in configured.walk() if n.attrs.get("data-figure") == "zombies")
@@ -204,7 +216,8 @@ def test_empty_sections_collapse_to_one_line(setup: Setup, tmp_path: Path) -> No
     (title,), (line,) = estimators.all("h2"), estimators.all("p")
     assert (title.text(), line.text()) == (
         "Runs per estimator",
-        "No run carries an estimator_name tag (sklearn autolog writes it).",
+        "No run names an estimator: sklearn autolog writes an estimator_name tag; set "
+        "report.estimator_from to read another tag or param, or run_name.",
     )
 
 

@@ -249,10 +249,12 @@ def test_incremental_equals_full(source: str, fresh_store: StoreFacts, tmp_path:
     assert warehouse_rows(db) == mlflow_rows(uri)
     con = duckdb.connect(str(db), read_only=True)
     status = con.execute("select status from runs where run_id = ?", [zombie]).fetchone()
-    stage = con.execute("select lifecycle_stage from runs where run_id = ?", [runs["unicode"]])
+    stage = con.execute(
+        "select lifecycle_stage from runs where run_id = ?", [runs["unicode"]]
+    ).fetchone()
     modes = con.execute("select mode from extract_log order by extract_id").fetchall()
     con.close()
-    assert status == ("KILLED",) and stage.fetchone() == ("deleted",)
+    assert status == ("KILLED",) and stage == ("deleted",)
     assert modes == [("full",), ("incremental",)]
 
 

@@ -195,29 +195,3 @@ def test_a_failing_source_leaves_the_combined_warehouse(
     )
     attempt = ["extract", "--config", str(config.with_name("gone.toml"))]
     refused_and_untouched(config, attempt, "gone.db")
-
-
-@pytest.mark.parametrize(
-    ("sources", "problem"),
-    [
-        ('[[sources]]\nname = "Lab A"\ntracking_uri = "sqlite:///a.db"\n', "lowercase letters"),
-        ('[[sources]]\nname = "main"\ntracking_uri = "sqlite:///a.db"\n', "is taken"),
-        (
-            '[[sources]]\nname = "a"\ntracking_uri = "x"\n[[sources]]\nname = "a"\n'
-            'tracking_uri = "y"\n',
-            "is taken",
-        ),
-        ('[[sources]]\nname = "a"\n', "tracking_uri is missing"),
-        ('[[sources]]\nname = "a"\ntracking_uri = "x"\nvia = "odbc"\n', "via must be"),
-        ('[[sources]]\nname = "a"\nuri = "x"\n', "unknown keys ['uri']"),
-        ('sources = "a"\n', "must be [[sources]] tables"),
-    ],
-)
-def test_bad_sources_are_refused_in_one_line(tmp_path: Path, sources: str, problem: str) -> None:
-    config = tmp_path / "runreport.toml"
-    config.write_text(sources)
-    result = run_cli("extract", "--config", str(config), "--db", str(tmp_path / "runs.duckdb"))
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if "runreport: error:" in line]
-    assert len(errors) == 1 and problem in errors[0], result.output
-    assert not (tmp_path / "runs.duckdb").exists()

@@ -28,7 +28,7 @@ import sqlglot
 from etl.errors import JobFailed
 from etl.warehouse.dialects import view_statements
 from etl.warehouse.views import view_files
-from tests.conftest import build_rich_store, require, run_cli
+from tests.conftest import Demo, StoreFacts, require, run_cli
 from tests.test_extract import assert_one_line_error, extract
 
 VIEWS = sorted(view_files())
@@ -42,6 +42,7 @@ def statements_of(output: str) -> list[str]:
 # --- the translation check, without Spark ------------------------------------------------
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("dialect", ["spark", "trino", "duckdb"])
 def test_every_view_translates(dialect: str) -> None:
     result = run_cli("views", "--dialect", dialect)
@@ -66,6 +67,7 @@ def bad_view(folder: Path, body: str, name: str = "bad") -> Path:
     return folder
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -94,6 +96,7 @@ def test_a_view_that_does_not_translate_is_refused(
         view_statements("duckdb", folder)  # DuckDB itself reads it as written
 
 
+@pytest.mark.pure
 def test_the_rewrites_keep_duckdbs_meaning(tmp_path: Path) -> None:
     folder = bad_view(
         tmp_path / "sql",
@@ -111,6 +114,7 @@ def test_the_rewrites_keep_duckdbs_meaning(tmp_path: Path) -> None:
     assert "LISTAGG" not in spark
 
 
+@pytest.mark.pure
 def test_views_that_read_each_other_in_a_cycle_are_refused(tmp_path: Path) -> None:
     folder = bad_view(tmp_path / "sql", "select * from second_view", "first_view")
     bad_view(folder, "select * from first_view", "second_view")
@@ -118,6 +122,7 @@ def test_views_that_read_each_other_in_a_cycle_are_refused(tmp_path: Path) -> No
         view_statements("spark", folder)
 
 
+@pytest.mark.pure
 def test_parquet_tables_are_for_spark_only(tmp_path: Path) -> None:
     assert_one_line_error(
         run_cli("views", "--dialect", "trino", "--parquet", str(tmp_path)), 2, "spark only"
@@ -162,27 +167,14 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-def demo_warehouse(folder: Path) -> Path:
-    result = run_cli("demo", "--dir", str(folder))
-    assert result.exit_code == 0, result.output
-    return folder.resolve() / "runs.duckdb"
-
-
-def rich_warehouse(folder: Path) -> Path:
-    store = build_rich_store(folder / "store")
-    db = folder / "runs.duckdb"
-    result = extract(store.uri, db, "--metric-history")
-    assert result.exit_code == 0, result.output
-    return db
-
-
 @pytest.fixture(scope="module", params=["demo", "rich"])
 def spark_views(
     request: pytest.FixtureRequest, spark: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The warehouse, exported, with its tables and views created in the Spark session."""
+    """The warehouse (the session's demo, or the rich store extracted with its metric
+    history), exported, with its tables and views created in the Spark session."""
     folder = tmp_path_factory.mktemp(request.param)
-    db = demo_warehouse(folder) if request.param == "demo" else rich_warehouse(folder)
+    db = demo_warehouse(request) if request.param == "demo" else rich_warehouse(request, folder)
     lake = folder / "lake"
     exported = run_cli("export", "--parquet", str(lake), "--db", str(db))
     assert exported.exit_code == 0, exported.output
@@ -190,6 +182,20 @@ def spark_views(
     assert result.exit_code == 0, result.output
     for statement in statements_of(result.output):
         spark.sql(statement)
+    return db
+
+
+def demo_warehouse(request: pytest.FixtureRequest) -> Path:
+    demo: Demo = request.getfixturevalue("demo")
+    assert demo.result.exit_code == 0, demo.result.output
+    return demo.folder.resolve() / "runs.duckdb"
+
+
+def rich_warehouse(request: pytest.FixtureRequest, folder: Path) -> Path:
+    store: StoreFacts = request.getfixturevalue("rich_store")
+    db = folder / "runs.duckdb"
+    result = extract(store.uri, db, "--metric-history")
+    assert result.exit_code == 0, result.output
     return db
 
 

@@ -176,38 +176,57 @@ def test_views_are_queryable(warehouse: Path, rich_store: StoreFacts) -> None:
     ]
 
 
-def test_schema_lists_tables_and_views_with_their_columns(warehouse: Path) -> None:
+def test_schema_lists_each_table_and_view_with_what_it_holds(warehouse: Path) -> None:
     code, out, _ = sql(warehouse, "--schema", "--format", "csv")
     assert code == 0
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["name", "kind", "column_name", "data_type"]
-    by_relation: dict[tuple[str, str], list[str]] = {}
-    for name, kind, column, _type in rows[1:]:
-        by_relation.setdefault((name, kind), []).append(column)
-    assert by_relation[("runs", "table")] == [
-        "run_id", "experiment_id", "run_name", "status", "user_id", "start_time", "end_time",
-        "lifecycle_stage", "artifact_uri",
+    assert rows[0] == ["name", "kind", "holds"]
+    holds = {(name, kind): sentence for name, kind, sentence in rows[1:]}
+    assert len(holds) == len(rows) - 1  # one line each
+    assert holds[("metrics", "table")] == "the latest value of each key, as search_runs returns it"
+    assert holds[("active_runs", "view")] == "active runs of active experiments"
+    assert holds[("runreport_settings", "table")] == "settings the views read"
+    assert ("runs_wide", "view") in holds
+    assert all(holds.values()), [name for name, sentence in holds.items() if not sentence]
+    kinds = [kind for _, kind, _ in rows[1:]]
+    assert kinds == sorted(kinds)  # the tables, then the views
+
+
+def test_schema_name_describes_one_table_or_view(warehouse: Path) -> None:
+    code, out, _ = sql(warehouse, "--schema", "--format", "csv", "runs")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["column_name", "data_type"],
+        ["run_id", "VARCHAR"], ["experiment_id", "VARCHAR"], ["run_name", "VARCHAR"],
+        ["status", "VARCHAR"], ["user_id", "VARCHAR"],
+        ["start_time", "TIMESTAMP WITH TIME ZONE"], ["end_time", "TIMESTAMP WITH TIME ZONE"],
+        ["lifecycle_stage", "VARCHAR"], ["artifact_uri", "VARCHAR"],
     ]  # fmt: skip
-    assert by_relation[("runs_per_day", "view")] == [
-        "start_date", "runs", "finished", "failed", "killed", "running", "scheduled",
-    ]  # fmt: skip
-    assert by_relation[("runs_wide", "view")][:3] == ["run_id", "experiment_id", "status"]
-    assert ("runreport_settings", "table") in by_relation
-    assert ["metrics", "table", "value", "DOUBLE"] in rows
-    assert ["runs", "table", "start_time", "TIMESTAMP WITH TIME ZONE"] in rows
+    code, out, _ = sql(warehouse, "--schema", "--format", "table", "Runs_Per_Day")
+    assert code == 0
+    first, *table = out.splitlines()
+    assert (
+        first == "runs_per_day (view): active runs started each day (in report.timezone), by status"
+    )
+    assert "start_date" in "\n".join(table) and "scheduled" in "\n".join(table)
 
 
 def test_schema_as_json(warehouse: Path) -> None:
-    code, out, _ = sql(warehouse, "--schema", "--format", "json")
+    code, out, _ = sql(warehouse, "--schema", "--format", "json", "run_overview")
     assert code == 0
-    assert {
-        "name": "run_overview",
-        "kind": "view",
-        "column_name": "root_run_id",
-        "data_type": "VARCHAR",
-    } in json.loads(out)
+    assert {"column_name": "root_run_id", "data_type": "VARCHAR"} in json.loads(out)
 
 
+def test_schema_of_an_unknown_name_is_a_usage_error(warehouse: Path) -> None:
+    code, out, err = sql(warehouse, "--schema", "leaderbord")
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        "runreport: error: the warehouse has no table or view 'leaderbord'. "
+        "Did you mean leaderboard?"
+    )
+
+
+@pytest.mark.pure
 def test_missing_warehouse_is_a_config_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "runs.duckdb"
     code, out, err = sql(missing, "select 1")
@@ -216,6 +235,7 @@ def test_missing_warehouse_is_a_config_error(tmp_path: Path) -> None:
     assert str(missing) in err and "runreport extract" in err
 
 
+@pytest.mark.pure
 def test_a_file_that_is_no_warehouse_is_a_config_error(tmp_path: Path) -> None:
     not_duckdb = tmp_path / "notes.duckdb"
     not_duckdb.write_text("hello\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ CONTRACT_COLUMNS = {
         "greater_is_better",
         "points",
         "finite_points",
+        "axis",
         "first_step",
         "last_step",
         "best_value",
@@ -87,6 +89,7 @@ CONTRACT_COLUMNS = {
         "creation_time",
         "models_compared",
         "tied_models",
+        "source",
     ],
     "traces_per_day": [
         "request_date",
@@ -137,11 +140,24 @@ CONTRACT_COLUMNS = {
     ],
     "experiment_primary_metric": [
         "experiment_id", "experiment_name", "metric_key", "greater_is_better", "source",
+        "leaderboard_runs", "child_metric_key", "child_greater_is_better", "child_source",
+    ],
+    "metric_key_directions": ["metric_key", "greater_is_better", "is_training", "metric_kind"],
+    "ranked_runs": [
+        "experiment_id", "experiment_name", "metric_key", "greater_is_better", "source",
+        "leaderboard_runs", "run_id", "run_name", "value", "estimator_name", "start_time",
+        "params", "rank", "runs_compared", "tied_runs", "group_runs", "group_mean",
+        "group_std",
     ],
     "leaderboard": [
         "experiment_id", "experiment_name", "metric_key", "greater_is_better", "run_id",
         "run_name", "value", "estimator_name", "start_time", "runs_compared", "source",
-        "tied_runs",
+        "tied_runs", "leaderboard_runs", "group_runs", "group_mean", "group_std",
+    ],
+    "leaderboard_groups": [
+        "experiment_id", "experiment_name", "metric_key", "greater_is_better", "params",
+        "runs", "mean_value", "std_value", "min_value", "max_value", "best_run_id",
+        "best_run_name", "group_rank",
     ],
     "unranked_experiments": [
         "experiment_id", "experiment_name", "runs", "metric_key", "source", "reason",
@@ -374,6 +390,7 @@ def run_start(store: StoreFacts, label: str) -> dt.datetime:
 # --- the contract ------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_every_sql_file_is_a_contract_view() -> None:
     assert sorted(view_files()) == sorted(CONTRACT_COLUMNS)
 
@@ -603,24 +620,60 @@ def test_zombie_threshold_is_a_setting(
 # --- primary metric, leaderboard, nested searches ---------------------------------
 
 
+def test_metric_key_directions(con: duckdb.DuckDBPyConnection) -> None:
+    # every key logged (or named by a tag): its direction by the built-in rule, if any
+    directions = "select metric_key, greater_is_better from metric_key_directions"
+    assert rows(con, directions) == [
+        ("accuracy", True),
+        ("custom_thing", None),
+        ("my_score", True),  # *_score; also the half_tagged experiment's tagged key
+        ("r2", True),
+        ("rmse", False),
+        ("val_loss", False),  # *_loss
+    ]
+    # overrides in any case win; a key named only by [metrics.primary] is known too
+    apply_settings(
+        con,
+        ViewSettings(
+            metric_directions={"VAL_LOSS": True, "*_thing": False},
+            primary_metrics={"misc": "latency_ms"},
+        ),
+    )
+    assert dict(rows(con, directions)) == {
+        "accuracy": True,
+        "custom_thing": False,
+        "latency_ms": None,
+        "my_score": True,
+        "r2": True,
+        "rmse": False,
+        "val_loss": True,
+    }
+
+
 def test_experiment_primary_metric(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
     exp = store.experiment_ids
     assert rows(con, "select * from experiment_primary_metric") == [
-        (exp["classification"], "classification", "accuracy", True, "tag"),
+        # the tagged key serves the nested children too: they log it
+        (exp["classification"], "classification", "accuracy", True, "tag", "root",
+         "accuracy", True, "tag"),
         # tagged name without greaterIsBetter: the direction comes from the rule (*_score)
-        (exp["half_tagged"], "half_tagged", "my_score", True, "tag"),
-        (exp["regression"], "regression", "rmse", False, "tag"),
+        (exp["half_tagged"], "half_tagged", "my_score", True, "tag", "root", None, None, None),
+        (exp["regression"], "regression", "rmse", False, "tag", "root", None, None, None),
         # no tags: val_loss (3 runs) beats r2 (1 run); misc logs no key the rule knows
-        (exp["rule_based"], "rule_based", "val_loss", False, "rule"),
-    ]
+        (exp["rule_based"], "rule_based", "val_loss", False, "rule", "root", None, None, None),
+    ]  # fmt: skip
 
 
 def test_leaderboard(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
     exp, ids = store.experiment_ids, store.run_ids
-    assert rows(con, "select * from leaderboard") == [
+    board = rows(con, "select * from leaderboard")
+    # each best run's configuration is a group of its own: no two runs share params
+    assert {row[12:] for row in board} == {("root", 1, row[6], None) for row in board}
+    assert [row[:12] for row in board] == [
+        # root runs only: the nested children (0.95, 0.85, ...) compete in their searches
         (
-            exp["classification"], "classification", "accuracy", True, ids["grandchild"],
-            "grid-grandchild", 0.95, "SVC", at("2024-03-05T08:04"), 6, "tag", 1,
+            exp["classification"], "classification", "accuracy", True, ids["grid"],
+            "grid", 0.9, "GridSearchCV", at("2024-03-05T08:00"), 1, "tag", 1,
         ),
         (
             exp["half_tagged"], "half_tagged", "my_score", True, ids["half"], "half", 0.4,
@@ -786,16 +839,27 @@ def test_runs_wide_has_the_columns_and_rows_search_runs_returns(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (ViewSettings(timezone="Mars/Olympus_Mons"), "unknown time zone 'Mars/Olympus_Mons'"),
-        (ViewSettings(zombie_after_hours=-1), "zombie_after_hours must be"),
-        (ViewSettings(zombie_after_hours=math.nan), "zombie_after_hours must be"),
-        (ViewSettings(metric_directions={"loss": "yes"}), "bad metric direction 'loss'"),  # type: ignore[dict-item]
+        (
+            ViewSettings(timezone="Mars/Olympus_Mons"),
+            "report.timezone must be an IANA time zone such as UTC or Europe/Berlin, "
+            "not 'Mars/Olympus_Mons'",
+        ),
+        (ViewSettings(timezone="localtime"), "report.timezone must be an IANA time zone"),
+        (ViewSettings(zombie_after_hours=-1), "report.zombie_after_hours must be"),
+        (ViewSettings(zombie_after_hours=math.nan), "report.zombie_after_hours must be"),
+        (
+            ViewSettings(metric_directions={"loss": "yes"}),  # type: ignore[dict-item]
+            'metrics.loss must be "higher" or "lower", not \'yes\'',
+        ),
+        (ViewSettings(metric_directions={"*": True}), "metrics: '*' is not a metric key"),
+        (ViewSettings(primary_metrics={"exp": ""}), "metrics.primary.exp must be a metric key"),
+        (ViewSettings(zombie_ignore=[" "]), "report.zombie_ignore must be names or globs"),
     ],
 )
 def test_bad_settings_are_config_errors(
     writable_copy: duckdb.DuckDBPyConnection, settings: ViewSettings, message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         create_views(writable_copy, settings)
     # the views are left as they were
     assert rows(writable_copy, "select * from runreport_settings") == [("UTC", 24.0)]
@@ -825,6 +889,7 @@ def test_a_broken_view_file_is_named_even_when_other_views_read_it(
     assert rows(writable_copy, "select count(*) from fine") == [(27,)]
 
 
+@pytest.mark.pure
 def test_metric_direction_overrides_ignore_case() -> None:
     directions = ViewSettings(metric_directions={"LOSS": True, "Val_F1": False}).directions()
     assert (directions["loss"], directions["val_f1"]) == (True, False)
@@ -844,14 +909,14 @@ def test_config_primary_metric_wins_over_tag_and_rule_on_a_read_only_connection(
             primary_metrics={"rule_*": "r2", "regress?on": "rmse", "misc": "custom_thing"},
         ),
     )
-    chosen = {row[1]: row[2:] for row in rows(con, "select * from experiment_primary_metric")}
+    chosen = {row[1]: row[2:5] for row in rows(con, "select * from experiment_primary_metric")}
     assert chosen["rule_based"] == ("r2", True, "config")  # over the rule's val_loss
     assert chosen["regression"] == ("rmse", False, "config")
     assert chosen["classification"] == ("accuracy", True, "tag")
     assert chosen["misc"] == ("custom_thing", None, "config")  # no known direction
     board = {row[0]: row for row in rows(con, "select * from leaderboard")}
     assert board[exp["rule_based"]][4:7] == (ids["rule_a"], "rule-a", 0.5)
-    assert board[exp["rule_based"]][10:] == ("config", 1)
+    assert board[exp["rule_based"]][10:12] == ("config", 1)
     # experiments with runs but no leaderboard row, each with its reason
     assert rows(
         con, "select experiment_name, runs, metric_key, reason from unranked_experiments"
@@ -876,6 +941,7 @@ def test_zombie_ignore_globs_leave_experiments_out_of_zombie_runs(
     assert rows(con, "select count(*) from zombie_runs") == [(0,)]
 
 
+@pytest.mark.pure
 def test_glob_to_like_escapes_like_wildcards() -> None:
     assert glob_to_like("CIFAR*_v?") == "CIFAR%\\_v_"
     assert glob_to_like("100%") == "100\\%"

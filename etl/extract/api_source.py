@@ -7,14 +7,18 @@ have changed (etl/extract/incremental.py); history and listings through the clie
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from etl.errors import JobFailed
-from etl.extract import entities, history, incremental, reader
+from etl.extract import entities, file_store, history, incremental, reader
 from etl.extract.parallel import experiment_tasks, page_chunks, parallel_run_records
 from etl.extract.source import Batch, Plan, Records, RunKeys
 from etl.extract.tracking import redact
 from etl.redact import redact_text
+from etl.schema import empty_records
 
 
 class ApiSource:
@@ -34,6 +38,10 @@ class ApiSource:
         self.entity_page_sizes = entity_page_sizes
         self.client = reader.make_client(uri)
         self._experiment_ids = experiment_ids
+        if uri.startswith("file:"):
+            # MLflow logs a traceback for each folder it skips (on the root logger); the
+            # extract names them in one warning line instead (etl/extract/file_store.py)
+            logging.getLogger().addFilter(file_store.drop_skip_tracebacks)
 
     @property
     def experiment_ids(self) -> list[str]:
@@ -48,6 +56,8 @@ class ApiSource:
         return records
 
     def batches(self, plan: Plan) -> Iterator[Batch]:
+        if self.uri.startswith("file:"):
+            yield from self._file_store_warnings()
         if plan.since is None:
             yield from self._all_runs(plan.metric_history)
             return
@@ -63,6 +73,13 @@ class ApiSource:
             for count, records, warnings in page_chunks(runs, self.client, plan.metric_history):
                 yield Batch(records, count, replaced, warnings)
                 replaced = []  # the page's first batch deletes its runs' old rows
+
+    def _file_store_warnings(self) -> Iterator[Batch]:
+        root = Path(urlsplit(self.uri).path)
+        skipped = file_store.skipped_entries(root)
+        if skipped:
+            line = file_store.warning_line(root, skipped)
+            yield Batch(empty_records(), warnings=[line], warning_count=len(skipped))
 
     def _all_runs(self, metric_history: bool) -> Iterator[Batch]:
         ids = self.experiment_ids

@@ -7,20 +7,27 @@
   call, with MLflow's own request helper and credentials (`http_request`, the store's
   `MlflowHostCreds`). An answer can hold at most 25,000 points and has no next page, so an
   answer of exactly that many may be cut: its runs not surely complete are read again.
-- Anything else (file stores): `get_metric_history` per run and key.
+- A file store (`./mlruns`, `file:` URIs): its `metrics/<key>` files, read directly
+  (etl/extract/file_history.py): MLflow's reader answers "Run not found" for every run of
+  a store kept in git, and costs a listing of the store per run and key.
+- Anything else: `get_metric_history` per run and key.
 
 Whatever a batched read cannot do falls back to the per-run-per-key loop
-(`reader.metric_history_records`), which skips an unreadable run or key with a warning.
+(`reader.metric_history_records`). A run whose history could not be (wholly) read is one
+warning line (`reader.skipped_line`); `SkippedHistories` sums those lines up by cause, so
+the extract logs a line per cause, not one per run and key.
 Records come back a batch at a time, so memory holds one batch of history, not a page.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.extract import reader
+from etl.extract import file_history, reader
 from etl.schema import empty_records
 
 if TYPE_CHECKING:
@@ -35,12 +42,25 @@ BULK_MAX_POINTS = 25_000  # the server answers at most this many, without a next
 # Runs per batched SQL read: one IN list of this many ids, well under every database's
 # limit on bound parameters; with 500 points a run that is 50,000 rows held at a time.
 SQL_RUN_BATCH = 100
+# Runs per chunk read from a file store's files: 25 runs of 5 keys of 1,000 points each are
+# 125,000 points held at a time.
+FILE_RUN_BATCH = 25
+# Causes of unread metric history logged on a line each; the rest share one line.
+CAUSES_SHOWN = 3
+# metric_history's table comment after an extract that asked for history
+HISTORY_NOTE = "every point of the runs the last extract read; could not be read for {runs} runs"
 
 
 def history_chunks(client: MlflowClient, runs: RunKeys, warnings: list[str]) -> Iterator[Records]:
     """Every logged point of each run's keys, as records a batch at a time."""
     runs = [(run_id, keys) for run_id, keys in runs if keys]
     if not runs:
+        return
+    root = _file_store_root(client)
+    if root is not None:
+        folders = file_history.run_folders(root, {run_id for run_id, _ in runs})
+        for batch in _run_batches(runs, FILE_RUN_BATCH):
+            yield file_history.read_history(folders, batch, warnings)
         return
     read = _batched_reader(client)
     if read is None:
@@ -61,6 +81,15 @@ def history_chunks(client: MlflowClient, runs: RunKeys, warnings: list[str]) -> 
 def _run_batches(runs: RunKeys, size: int) -> Iterator[RunKeys]:
     for start in range(0, len(runs), size):
         yield runs[start : start + size]
+
+
+def _file_store_root(client: MlflowClient) -> Path | None:
+    """The root folder of a file store; None for any other store."""
+    store: Any = client._tracking_client.store
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
+    from mlflow.store.tracking.file_store import FileStore
+
+    return Path(store.root_directory) if isinstance(store, FileStore) else None
 
 
 def _batched_reader(client: MlflowClient) -> Callable[[RunKeys], Records] | None:
@@ -174,3 +203,64 @@ def _append(records: Records, points: list[tuple[str, str, float, int, int]]) ->
         ("run_id", "key", "value", "step", "timestamp"), zip(*points, strict=True), strict=True
     ):
         history[column].extend(values)
+
+
+@dataclass
+class _Cause:
+    runs: int = 0
+    keys: int = 0
+    failed: int = 0
+    example: str = ""
+
+
+@dataclass
+class SkippedHistories:
+    """An extract's warning lines, with those of runs whose metric history could not be
+    read summed up by cause (a store kept in git once gave 76,881 lines of "Run not
+    found")."""
+
+    _causes: dict[str, _Cause] = field(default_factory=dict)
+
+    def add(self, lines: Iterable[str]) -> list[str]:
+        """Take a batch's warning lines; returns those to log now (any other warning)."""
+        other = []
+        for line in lines:
+            skipped = reader.SKIPPED.match(line)
+            if skipped is None:
+                other.append(line)
+                continue
+            cause = self._causes.setdefault(skipped["cause"], _Cause(example=skipped["run_id"]))
+            cause.runs += 1
+            cause.failed += int(skipped["failed"])
+            cause.keys += int(skipped["keys"])
+        return other
+
+    @property
+    def runs(self) -> int:
+        return sum(cause.runs for cause in self._causes.values())
+
+    def table_note(self) -> str:
+        """The comment the extract puts on the metric_history table when it asked for
+        history, which the report reads (etl/report/curves.py, HISTORY_NOTE)."""
+        return HISTORY_NOTE.format(runs=self.runs)
+
+    def summary(self) -> list[str]:
+        """A line per cause, the most common first, at most CAUSES_SHOWN and one for the
+        rest."""
+        causes = sorted(self._causes.items(), key=lambda item: -item[1].runs)
+        lines = [
+            f"metric history not read for {_runs(c.runs)} ({c.failed:,} of their {c.keys:,} "
+            f"keys): {text}; e.g. run {c.example}"
+            for text, c in causes[:CAUSES_SHOWN]
+        ]
+        rest = [c for _, c in causes[CAUSES_SHOWN:]]
+        if rest:
+            lines.append(
+                f"metric history not read for {_runs(sum(c.runs for c in rest))} more, "
+                f"for {len(rest)} other causes; e.g. run {rest[0].example}"
+            )
+        return lines
+
+
+def _runs(count: int) -> str:
+    return f"{count:,} run" + ("" if count == 1 else "s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -175,25 +176,51 @@ def run_records(runs: Iterable[Run]) -> Records:
 def metric_history_records(
     client: MlflowClient, run_id: str, keys: Iterable[str], warnings: list[str]
 ) -> Records:
-    """Every logged point of these metric keys of one run: one API call per key. A key
-    whose history MLflow cannot read is skipped, with a line in `warnings`."""
+    """Every logged point of these metric keys of one run: one API call per key. Keys whose
+    history MLflow cannot read are skipped, and the run adds one line to `warnings`
+    (`skipped_line`); a run MLflow does not find fails every key alike, so its other keys
+    are not asked."""
     records = empty_records()
     history = records["metric_history"]
+    keys = list(keys)
+    read, cause = 0, ""
     for key in keys:
         try:
             with _quiet("mlflow.store.db.utils"):
                 points = client.get_metric_history(run_id, key)
         except Exception as exc:  # one unreadable run must not abort the extract
-            reason = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
-            warnings.append(
-                f"metric history of run {run_id} key {key!r} skipped: "
-                f"{reason or exc.__class__.__name__}"
-            )
+            cause = cause or _reason(exc, run_id)
+            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                break
             continue
+        read += 1
         for m in points:
             history["run_id"].append(run_id)
             history["key"].append(m.key)
             history["value"].append(m.value)
             history["step"].append(m.step)
             history["timestamp"].append(m.timestamp)
+    if read < len(keys):
+        warnings.append(skipped_line(run_id, len(keys) - read, len(keys), cause))
     return records
+
+
+def _reason(exc: BaseException, run_id: str) -> str:
+    """MLflow's message in one line without the run's id ("Run not found"), so that runs
+    failing alike share one cause."""
+    message = str(getattr(exc, "message", None) or exc)
+    message = message.replace(f"'{run_id}'", "").replace(run_id, "…")
+    return " ".join(message.split())[:200] or exc.__class__.__name__
+
+
+# One line per run whose metric history was not (wholly) read: the cause first, the run
+# last, so that the extract can sum the lines up by cause (etl.extract.history).
+SKIPPED = re.compile(
+    r"^metric history not read: (?P<cause>.*) "
+    r"\(run (?P<run_id>[^ ,()]+), (?P<failed>\d+) of (?P<keys>\d+) keys\)$"
+)
+
+
+def skipped_line(run_id: str, failed: int, keys: int, cause: str) -> str:
+    cause = " ".join(cause.split()) or "unknown"
+    return f"metric history not read: {cause} (run {run_id}, {failed} of {keys} keys)"

@@ -45,12 +45,18 @@ class Batch:
     """Records to append to the warehouse. `replaces` are run ids whose rows the warehouse
     deletes first (an incremental extract re-reads them; an id the store no longer has
     is deleted and not replaced); `runs` is how many runs the batch brings, for progress;
-    `warnings` are lines to log (a metric history that could not be read)."""
+    `warnings` are lines to log (a metric history that could not be read), counting
+    `warning_count` in extract_log when one line names several."""
 
     records: Records
     runs: int = 0
     replaces: Sequence[str] = ()
     warnings: list[str] = field(default_factory=list)
+    warning_count: int | None = None  # None: one per line
+
+    @property
+    def counted_warnings(self) -> int:
+        return len(self.warnings) if self.warning_count is None else self.warning_count
 
 
 class RunSource(Protocol):

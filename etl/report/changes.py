@@ -6,10 +6,19 @@ ids of the zombie runs. A change is then:
 
 - a new best: an experiment's best run differs from the previous one on the same metric
   and its value is strictly better (a different metric, e.g. after a config change, is no
-  new best); an experiment that had no best before counts, with no previous value;
+  new best); an experiment that had no best before counts, with no previous value. It is
+  `within_noise` when its gain is no more than the standard deviation of the previous
+  best's group (its configuration over its seeds, see leaderboard_groups), and its
+  `param_changes` are the params that differ from the previous best's (at most
+  PARAM_CHANGES_SHOWN, by key);
+- a best removed: the previous best run is no longer the best on the same metric and
+  runs, and no better run took its place (it was deleted, or its value got worse), or no
+  run ranks at all now;
 - a new failure: a FAILED or KILLED run the previous report did not list, whenever it
   ended, so each failure is told once;
-- a newly stuck run: a zombie run the previous report did not list.
+- a newly stuck run: a zombie run the previous report did not list;
+- a parent newly left open: one of parents_left_open the previous report did not list
+  (so each is listed once, then only counted).
 
 The first report (no report.json, or one written before "state" existed) compares with
 nothing: `changes` and `since` are null.
@@ -34,8 +43,10 @@ log = logging.getLogger("runreport")
 class Changes:
     since: str | None  # generated_at of the previous report
     new_best: list[Row] = field(default_factory=list)
+    best_removed: list[Row] = field(default_factory=list)
     new_failures: list[Row] = field(default_factory=list)
     new_stuck: list[Row] = field(default_factory=list)
+    new_open_parents: list[Row] = field(default_factory=list)
 
     @property
     def since_time(self) -> datetime | None:
@@ -50,15 +61,23 @@ class Changes:
 
     @property
     def count(self) -> int:
-        return len(self.new_best) + len(self.new_failures) + len(self.new_stuck)
+        return (
+            len(self.new_best)
+            + len(self.best_removed)
+            + len(self.new_failures)
+            + len(self.new_stuck)
+            + len(self.new_open_parents)
+        )
 
     def as_json(self) -> dict[str, Any] | None:
         if not self.compared:
             return None
         return {
             "new_best": [_public(row, BEST_FIELDS) for row in self.new_best],
+            "best_removed": [_public(row, REMOVED_FIELDS) for row in self.best_removed],
             "new_failures": [_public(row, FAILURE_FIELDS) for row in self.new_failures],
             "new_stuck": [_public(row, STUCK_FIELDS) for row in self.new_stuck],
+            "new_parents_left_open": [_public(row, STUCK_FIELDS) for row in self.new_open_parents],
         }
 
 
@@ -73,7 +92,21 @@ BEST_FIELDS = (
     "previous_run_id",
     "delta",
     "tied_runs",
+    "within_noise",
+    "param_changes",
 )
+REMOVED_FIELDS = (
+    "experiment_id",
+    "experiment_name",
+    "run_id",
+    "run_name",
+    "metric",
+    "value",
+    "new_best_run_id",
+    "new_best_run_name",
+    "new_value",
+)
+PARAM_CHANGES_SHOWN = 10
 FAILURE_FIELDS = ("run_id", "experiment_id", "status", "run_name", "experiment_name")
 STUCK_FIELDS = ("run_id", "experiment_id", "run_name", "experiment_name")
 
@@ -105,15 +138,22 @@ def state_of(data: ReportData) -> dict[str, Any]:
             {
                 "tracking_source": row.get("tracking_source"),
                 "experiment_id": row["experiment_id"],
+                "experiment_name": row["experiment_name"],
                 "metric": row["metric_key"],
                 "run_id": row["run_id"],
                 "run_name": row["run_name"],
                 "value": to_json(row["value"]),
+                "runs": row["leaderboard_runs"],
+                "group_std": to_json(row["group_std"]),
+                "params": data.best_params.get(row["run_id"], {}),
             }
             for row in data.views["leaderboard"].rows
         ],
         "failed_run_ids": sorted(row["run_id"] for row in data.views["failed_runs"].rows),
         "stuck_run_ids": sorted(row["run_id"] for row in data.views["zombie_runs"].rows),
+        "open_parent_run_ids": sorted(
+            row["run_id"] for row in data.views["parents_left_open"].rows
+        ),
     }
 
 
@@ -122,33 +162,60 @@ def compare(previous: dict[str, Any] | None, data: ReportData) -> Changes:
     if not isinstance(state, dict):
         return Changes(since=None)
     since = str(previous.get("generated_at")) if previous else None
+    before, board = state.get("leaderboard") or [], data.views["leaderboard"].rows
     seen_failed = set(state.get("failed_run_ids") or [])
     seen_stuck = set(state.get("stuck_run_ids") or [])
+    open_parents = data.views["parents_left_open"].rows
+    # a report from before open_parent_run_ids listed every open parent: none is new
+    seen_open = set(state.get("open_parent_run_ids", [row["run_id"] for row in open_parents]))
     return Changes(
         since=since,
-        new_best=new_best(state.get("leaderboard") or [], data.views["leaderboard"].rows),
+        new_best=new_best(before, board, data.best_params),
+        best_removed=best_removed(before, board),
         new_failures=[
             row for row in data.views["failed_runs"].rows if row["run_id"] not in seen_failed
         ],
         new_stuck=[
             row for row in data.views["zombie_runs"].rows if row["run_id"] not in seen_stuck
         ],
+        new_open_parents=[row for row in open_parents if row["run_id"] not in seen_open],
     )
 
 
-def new_best(before: list[dict[str, Any]], board: list[Row]) -> list[Row]:
-    # an experiment is (source, id): in a warehouse of several sources ids repeat
-    previous = {
+Experiment = tuple[Any, str]  # (tracking_source, experiment_id): ids repeat across sources
+
+
+def _previous_bests(before: list[dict[str, Any]]) -> dict[Experiment, dict[str, Any]]:
+    return {
         (row.get("tracking_source"), str(row.get("experiment_id"))): row
         for row in before
         if isinstance(row, dict)
     }
+
+
+def _experiment(row: Row) -> Experiment:
+    return (row.get("tracking_source"), row["experiment_id"])
+
+
+def _same_ranking(old: dict[str, Any], row: Row) -> bool:
+    """Ranked on the same metric over the same runs (a report from before the runs were
+    saved is taken to have ranked the same runs)."""
+    runs = old.get("runs", row["leaderboard_runs"])
+    return bool(old.get("metric") == row["metric_key"] and runs == row["leaderboard_runs"])
+
+
+def new_best(
+    before: list[dict[str, Any]], board: list[Row], params: dict[str, dict[str, str]]
+) -> list[Row]:
+    previous = _previous_bests(before)
     found = []
     for row in board:
-        old = previous.get((row.get("tracking_source"), row["experiment_id"]))
-        if old is not None and (old.get("metric") != row["metric_key"] or not _better(row, old)):
+        old = previous.get(_experiment(row))
+        if old is not None and (not _same_ranking(old, row) or not _better(row, old)):
             continue
         old_value = _number(old.get("value")) if old else None
+        delta = row["value"] - old_value if old_value is not None else None
+        noise = _number(old.get("group_std")) if old else None
         found.append(
             {
                 **row,
@@ -156,13 +223,64 @@ def new_best(before: list[dict[str, Any]], board: list[Row]) -> list[Row]:
                 "previous_value": old_value,
                 "previous_run_id": old.get("run_id") if old else None,
                 "previous_run_name": old.get("run_name") if old else None,
-                "delta": row["value"] - old_value if old_value is not None else None,
+                "previous_std": noise,
+                "delta": delta,
+                "within_noise": delta is not None and noise is not None and abs(delta) <= noise,
+                "param_changes": param_changes(
+                    old.get("params") if old else None, params.get(row["run_id"], {})
+                ),
+            }
+        )
+    return found
+
+
+def param_changes(previous: object, now: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The params whose values differ between the previous best and the new one, by key
+    (None where one is missing), at most PARAM_CHANGES_SHOWN; None when the previous
+    best's params are not known."""
+    if not isinstance(previous, dict):
+        return None
+    keys = sorted(key for key in {*previous, *now} if previous.get(key) != now.get(key))
+    return [
+        {"key": key, "previous": previous.get(key), "now": now.get(key)}
+        for key in keys[:PARAM_CHANGES_SHOWN]
+    ]
+
+
+def best_removed(before: list[dict[str, Any]], board: list[Row]) -> list[Row]:
+    """The previous bests that lost their place without a better run taking it: deleted
+    or lowered (or no run ranks now). Only against a report that saved which runs it
+    ranked, so a report from an older version never reads a change of ranking as one."""
+    current = {_experiment(row): row for row in board}
+    found = []
+    for key, old in _previous_bests(before).items():
+        if "runs" not in old:
+            continue
+        row = current.get(key)
+        if row is not None and (not _same_ranking(old, row) or _better(row, old)):
+            continue
+        if row is not None and row["run_id"] == old.get("run_id") and not _worse(row, old):
+            continue
+        found.append(
+            {
+                "tracking_source": key[0],
+                "experiment_id": key[1],
+                "experiment_name": row["experiment_name"] if row else old.get("experiment_name"),
+                "run_id": old.get("run_id"),
+                "run_name": old.get("run_name"),
+                "metric": old.get("metric"),
+                "value": _number(old.get("value")),
+                "new_best_run_id": row["run_id"] if row else None,
+                "new_best_run_name": row["run_name"] if row else None,
+                "new_value": row["value"] if row else None,
+                "greater_is_better": row["greater_is_better"] if row else None,
             }
         )
     return found
 
 
 def _better(row: Row, old: dict[str, Any]) -> bool:
+    """Another run than the previous best, with a strictly better value."""
     if old.get("run_id") == row["run_id"]:
         return False
     old_value = _number(old.get("value"))
@@ -170,6 +288,14 @@ def _better(row: Row, old: dict[str, Any]) -> bool:
         return True
     value = float(row["value"])
     return value > old_value if row["greater_is_better"] else value < old_value
+
+
+def _worse(row: Row, old: dict[str, Any]) -> bool:
+    old_value = _number(old.get("value"))
+    if old_value is None:
+        return False
+    value = float(row["value"])
+    return value < old_value if row["greater_is_better"] else value > old_value
 
 
 def _number(value: object) -> float | None:

@@ -163,24 +163,43 @@ def status_chart(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     return horizontal_bars([r["status"] for r in rows], [r["runs"] for r in rows], path, colours)
 
 
-def curve_chart(group: CurveGroup, path: Path) -> Path:
-    """A learning-curve chart: one line per run, metric against step; the leader drawn
-    heaviest."""
+ORDER_LABEL = "logged order"
+
+
+def curve_chart(group: CurveGroup, path: Path) -> Path | None:
+    """A learning-curve chart: one line per run with points to draw, metric against its
+    axis (the step, or the point's position in logged order where the run's steps do not
+    vary); the leader drawn heaviest. None when no run has points to draw."""
+    drawn = [curve for curve in group.curves if curve.steps]
+    if not drawn:
+        return None
+    axes = {curve.row.get("axis", "step") for curve in drawn}
     direction = "higher is better" if group.greater_is_better else "lower is better"
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
-        for curve in group.curves:
+        for curve in drawn:
+            order = curve.row.get("axis") == "order" and len(axes) > 1
             ax.plot(
                 curve.steps,
                 curve.values,
                 linewidth=2.2 if curve.rank == 1 else 1.2,
-                marker="o" if len(curve.steps) == 1 else None,
-                label=f"#{curve.rank} {_label(curve.run_name or curve.run_id)}",
+                linestyle="--" if order else "-",
+                label=f"#{curve.rank} {_label(curve.run_name or curve.run_id)}"
+                + (f" ({ORDER_LABEL})" if order else ""),
             )
-        ax.set_xlabel("step")
+        ax.set_xlabel(_axis_label(axes))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(_label(group.metric_key))
         ax.set_title(f"{_label(group.experiment_name)}: {direction}", loc="left")
         ax.grid(True, color=GRID, linewidth=0.6)
         ax.margins(x=0.02)
         ax.legend(fontsize=8, frameon=False, loc="best")
     return _save(fig, path)
+
+
+def _axis_label(axes: set[str]) -> str:
+    if axes == {"order"}:
+        return f"point, in {ORDER_LABEL} (steps not logged)"
+    if "order" in axes:
+        return f"step; dashed: point, in {ORDER_LABEL} (steps not logged)"
+    return "step"

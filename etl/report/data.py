@@ -13,7 +13,9 @@ and months) only the periods with runs; newest first either way.
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +28,7 @@ from etl.report.model import (
     STATUSES,
     VIEWS_USED,
     Clock,
+    Freshness,
     ReportData,
     Row,
     Section,
@@ -33,6 +36,8 @@ from etl.report.model import (
     Window,
 )
 from etl.schema import SOURCE_COLUMN
+from etl.warehouse.extract_log import failure_log
+from etl.warehouse.sources import source_warehouse
 
 DUPLICATES_SHOWN = 20
 DAILY_UP_TO = 62
@@ -84,7 +89,94 @@ def load_report_data(
     data.curves = load_curves(con)
     data.entities = load_entities(views, window)
     data.figures.update(data.entities.figures())
+    data.best_params = best_run_params(con)
+    data.experiment_names = [
+        name for (name,) in con.execute("select name from experiments").fetchall()
+    ]
+    parents = [row["parent_run_id"] for row in data.sections["nested_searches"].rows]
+    data.children = child_run_ids(con, parents)
+    data.dataset_sources = {
+        (name, digest): source
+        for name, digest, source in con.execute(
+            "select name, digest, source from datasets"
+        ).fetchall()
+    }
     return data
+
+
+def best_run_params(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """The params of each leaderboard's best run (what report.json's state keeps, for the
+    next report's param_changes)."""
+    found: dict[str, dict[str, str]] = {}
+    for run_id, key, value in con.execute(
+        "select run_id, key, value from params "
+        "where run_id in (select run_id from leaderboard) order by run_id, key"
+    ).fetchall():
+        found.setdefault(run_id, {})[key] = value
+    return found
+
+
+def child_run_ids(con: duckdb.DuckDBPyConnection, parents: list[str]) -> dict[str, list[str]]:
+    """The active child runs of each of these parent runs, oldest first."""
+    if not parents:
+        return {}
+    rows = con.execute(
+        "select parent_run_id, list(run_id order by start_time, run_id) from active_runs "
+        "where parent_run_id in (select unnest($parents)) group by parent_run_id",
+        {"parents": parents},
+    ).fetchall()
+    return {parent: list(children) for parent, children in rows}
+
+
+def read_freshness(con: duckdb.DuckDBPyConnection, db: Path) -> Freshness:
+    """When the data was extracted: the end of the last successful extract (with several
+    sources, of the source extracted longest ago) and its mode; and the newest extract that
+    failed after it, from extract_log or from the failure logs waiting beside the warehouse
+    (and beside each source's) for the next success."""
+    source = SOURCE_COLUMN if SOURCE_COLUMN in view_columns(con, "extract_log") else "null"
+    per_source = con.execute(
+        f"""
+        select
+            max(ended_at) filter (where status = 'ok') as last_ok,
+            arg_max(mode, ended_at) filter (where status = 'ok') as mode,
+            max(ended_at) filter (where status <> 'ok') as last_failed,
+            arg_max(error, ended_at) filter (where status <> 'ok') as error
+        from extract_log
+        group by {source}
+        order by last_ok nulls first
+        """
+    ).fetchall()
+    if not per_source:
+        return Freshness()
+    last_ok, mode = per_source[0][0], per_source[0][1]
+    failures = [
+        (failed, error)
+        for ok, _, failed, error in per_source
+        if failed is not None and (ok is None or failed > ok)
+    ]
+    failures.extend(pending_failures(db))
+    failed_at, error = max(failures, key=lambda item: item[0], default=(None, None))
+    return Freshness(last_ok, mode, failed_at, error)
+
+
+def pending_failures(db: Path) -> list[tuple[datetime, str | None]]:
+    """(when, error) of each failed extract waiting in a failure log, the warehouse's or a
+    source's (etl/warehouse/extract_log.py): they failed after the last success."""
+    sources = source_warehouse(db, "any").parent  # where [[sources]] keep their warehouses
+    logs = [failure_log(db), *(failure_log(path) for path in sources.glob("*.duckdb"))]
+    found = []
+    for log in logs:
+        try:
+            lines = log.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                failed = json.loads(line)
+                found.append((datetime.fromisoformat(failed["ended_at"]), failed.get("error")))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash says nothing
+    return found
 
 
 def last_tracking_uri(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -1,6 +1,9 @@
-"""Where the report links to: the MLflow UI for runs, experiments and model versions, and
-the address the report folder is served at (`report.public_url`), so no page names a
-local path.
+"""Where the report links to: the MLflow UI's page of each entity it has one for (runs,
+experiments, a nested search's children compared, registered models and their versions,
+logged models, an experiment's traces), as the UI's routes spell them
+(mlflow/server/js/src/experiment-tracking/routes.ts and model-registry/routes.ts), and the
+address the report folder is served at (`report.public_url`), so no page names a local
+path.
 
 The UI address: `--ui-url`, RUNREPORT_UI_URL or `report.mlflow_ui_url`; without one,
 the tracking URI of the newest extract when it is http(s) (the UI is served there), with
@@ -9,11 +12,17 @@ any credentials, query and fragment removed; otherwise none, and names show unli
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from etl.errors import ConfigError
 from etl.report.model import INDEX_HTML
+
+# The most runs a compare-runs link names; a larger search links to the experiment's runs
+# filtered to the parent's children (a URL of thousands of ids helps no one).
+COMPARE_AT_MOST = 100
 
 
 def check_url(url: str, what: str) -> str:
@@ -67,6 +76,35 @@ class Links:
             return ""
         model, number = quote(str(name), safe=""), quote(str(version), safe="")
         return f"{self.ui}/#/models/{model}/versions/{number}"
+
+    def registered_model(self, name: object) -> str:
+        if not self.ui or name is None:
+            return ""
+        return f"{self.ui}/#/models/{quote(str(name), safe='')}"
+
+    def logged_model(self, model_id: object, experiment_id: object) -> str:
+        base = self.experiment(experiment_id)
+        if not base or not model_id:
+            return ""
+        return f"{base}/models/{quote(str(model_id), safe='')}"
+
+    def traces(self, experiment_id: object) -> str:
+        """The experiment's traces tab."""
+        base = self.experiment(experiment_id)
+        return f"{base}/traces" if base else ""
+
+    def children(self, parent_id: object, experiment_id: object, child_ids: Sequence[str]) -> str:
+        """A nested search's children side by side on MLflow's compare-runs page; past
+        COMPARE_AT_MOST of them, the experiment's runs filtered to the parent's children."""
+        base = self.experiment(experiment_id)
+        if not base or not parent_id or not child_ids:
+            return ""
+        if len(child_ids) > COMPARE_AT_MOST:
+            search = f"tags.mlflow.parentRunId = '{parent_id}'"
+            return f"{base}?searchFilter={quote(search, safe='')}"
+        runs = quote(json.dumps(list(child_ids), separators=(",", ":")), safe="")
+        experiments = quote(json.dumps([str(experiment_id)]), safe="")
+        return f"{self.ui}/#/compare-runs?runs={runs}&experiments={experiments}"
 
     def report_file(self, name: str = INDEX_HTML) -> str:
         return f"{self.public}/{name}" if self.public else ""

@@ -27,6 +27,7 @@ VIEWS_USED = (
     "runs_per_estimator",
     "runs_per_user",
     "leaderboard",
+    "leaderboard_groups",  # written as its CSV: the leaderboard's runs by configuration
     "nested_searches",
     "failed_runs",
     "zombie_runs",
@@ -46,6 +47,11 @@ SCREENFUL = 25  # rows a section shows; its CSV file holds them all
 TOP_RUNS = 5  # runs per learning-curve chart
 
 Row = dict[str, Any]
+
+
+def utc_text(moment: datetime) -> str:
+    """A moment as ISO 8601 in UTC, to the second: 2026-01-13T06:02:11+00:00."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def csv_file(view: str) -> str:
@@ -73,6 +79,16 @@ class Clock:
             return ""
         local = value.astimezone(self.zone)
         return f"{local:%Y-%m-%d %H:%M} {local.tzname() or self.timezone}"
+
+    def as_of(self, value: datetime | None) -> str:
+        """A moment as "06:02 UTC" on the report's day, with its date on any other."""
+        if value is None:
+            return "unknown"
+        local = value.astimezone(self.zone)
+        zone = local.tzname() or self.timezone
+        if local.date() == self.today:
+            return f"{local:%H:%M} {zone}"
+        return f"{local:%Y-%m-%d %H:%M} {zone}"
 
     def day(self, value: date | datetime | None) -> str:
         if value is None:
@@ -155,6 +171,7 @@ class LearningCurves:
     groups: list[CurveGroup] = field(default_factory=list)
     more_experiments: int = 0
     top_runs: int = TOP_RUNS
+    unread_runs: int = 0  # runs whose history the last extract asked for and could not read
 
 
 class ModelVersionLinks(Protocol):
@@ -197,6 +214,28 @@ class Entities:
 
 
 @dataclass
+class Freshness:
+    """How fresh the report's data is: the last successful extract (the oldest source's
+    last, with several) and any extract that failed after it."""
+
+    data_as_of: datetime | None = None  # when the last successful extract ended (UTC)
+    extract_mode: str | None = None  # its mode: full or incremental
+    failed_at: datetime | None = None  # the newest failed extract after it, if any
+    failure: str | None = None  # that failure, one line
+
+    def figures(self) -> dict[str, Any]:
+        """What report.json carries."""
+        failure = None
+        if self.failed_at is not None:
+            failure = {"failed_at": utc_text(self.failed_at), "error": self.failure}
+        return {
+            "data_as_of": utc_text(self.data_as_of) if self.data_as_of else None,
+            "extract_mode": self.extract_mode,
+            "extract_failure": failure,
+        }
+
+
+@dataclass
 class ReportData:
     clock: Clock
     window: Window
@@ -210,6 +249,11 @@ class ReportData:
     sources: int = 1  # tracking stores combined in the warehouse ([[sources]])
     curves: LearningCurves = field(default_factory=LearningCurves)
     entities: Entities | None = None
+    freshness: Freshness = field(default_factory=Freshness)
+    experiment_names: list[str] = field(default_factory=list)  # every one, for cutting names
+    children: dict[str, list[str]] = field(default_factory=dict)  # shown parent -> child ids
+    dataset_sources: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, digest)
+    best_params: dict[str, dict[str, str]] = field(default_factory=dict)  # best run -> params
 
     @property
     def timezone(self) -> str:

@@ -32,7 +32,8 @@ from etl.errors import ConfigError, JobFailed
 from etl.report import charts, curves
 from etl.report.changes import Changes, compare, previous_report, state_of
 from etl.report.csv_export import write_csv
-from etl.report.data import load_report_data, read_clock
+from etl.report.data import load_report_data, read_clock, read_freshness
+from etl.report.format import NameCutter, headline
 from etl.report.links import Links
 from etl.report.model import (
     EMAIL_HTML,
@@ -44,6 +45,7 @@ from etl.report.model import (
     ReportData,
     csv_file,
 )
+from etl.report.safe_html import escape_attributes
 from etl.report.templates import PAGES, Templates
 from etl.values import to_json
 from etl.warehouse.atomic import remove_leftovers, write_folder
@@ -111,6 +113,8 @@ def render_report(
         log.info("%d tracking sources: runs and experiments are not linked", data.sources)
         links = Links(None, links.public)
     changes = compare(previous_report(previous or out / REPORT_JSON), data)
+    data.figures["new_runs_since_previous"] = runs_since(data, changes)
+    data.figures["headline"] = headline(data.figures, changes.as_json())
     out.parent.mkdir(parents=True, exist_ok=True)
     with write_folder(out) as work:
         return write_report(data, pages, work, out, links, changes)
@@ -185,7 +189,36 @@ def read_warehouse(
     clock: Clock | None = None,
 ) -> ReportData:
     with report_connection(db, settings) as con:
-        return load_report_data(con, clock or read_clock(con, now), since, days)
+        data = load_report_data(con, clock or read_clock(con, now), since, days)
+        data.freshness = read_freshness(con, db)
+    data.figures.update(data.freshness.figures())
+    return data
+
+
+def runs_since(data: ReportData, changes: Changes) -> int | None:
+    """Active runs started since the previous report; None for the first report."""
+    since = changes.since_time
+    if since is None:
+        return None
+    starts = (row["start_time"] for row in data.views["recent_runs"].rows)
+    return sum(1 for start in starts if start is not None and start >= since)
+
+
+def is_quiet(data: ReportData, changes: Changes) -> bool:
+    """Nothing new since the previous report (no run, no change): the report says so
+    first and shows the leaderboard as it stands."""
+    return changes.compared and not changes.count and not data.figures["new_runs_since_previous"]
+
+
+def still_open(data: ReportData, changes: Changes) -> dict[str, int]:
+    """The zombies and parents left open that earlier reports listed and are still open:
+    this report counts them (the first report lists them all)."""
+    if not changes.compared:
+        return {"zombies": 0, "parents": 0}
+    return {
+        "zombies": len(data.views["zombie_runs"].rows) - len(changes.new_stuck),
+        "parents": len(data.views["parents_left_open"].rows) - len(changes.new_open_parents),
+    }
 
 
 def missing_views(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -219,9 +252,18 @@ def write_report(
         "curves": curves.drawn_curves(data.curves, work),
         "entities": data.entities,
         "email_rows": EMAIL_ROWS,
+        "freshness": data.freshness,
+        "children": data.children,
+        "dataset_sources": data.dataset_sources,
+        "quiet": is_quiet(data, changes),
+        "still_open": still_open(data, changes),
     }
-    texts = {name: pages.render(page, context, data.clock, links) for name, page in PAGES.items()}
-    texts[EMAIL_HTML] = css_inline.inline(texts[EMAIL_HTML], load_remote_stylesheets=False)
+    names = NameCutter(data.experiment_names)
+    texts = {
+        name: pages.render(page, context, data.clock, links, names) for name, page in PAGES.items()
+    }
+    inlined = css_inline.inline(texts[EMAIL_HTML], load_remote_stylesheets=False)
+    texts[EMAIL_HTML] = escape_attributes(inlined)
     for name, text in texts.items():
         (work / name).write_text(text, encoding="utf-8")
     saved = {
@@ -246,7 +288,7 @@ def write_report(
 
 
 def draw_charts(data: ReportData, work: Path) -> list[Chart]:
-    sections = data.sections
+    """The charts of the report (runs by status is a table alone: a chart would repeat it)."""
     drawn = [
         (
             "Runs per day",
@@ -257,10 +299,6 @@ def draw_charts(data: ReportData, work: Path) -> list[Chart]:
             charts.estimator_chart(
                 data.views["runs_per_estimator"].rows, work / "runs_per_estimator.png"
             ),
-        ),
-        (
-            "Runs by status",
-            charts.status_chart(sections["runs_by_status"].rows, work / "runs_by_status.png"),
         ),
     ]
     return [
@@ -275,8 +313,12 @@ def check_out_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"report folder {out} is a file", "Choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / REPORT_JSON).is_file():
+        dated = (out / "latest").is_symlink()  # the folder `runreport run` dates reports in
         raise ConfigError(
             f"report folder {out} holds files that are not a runreport report, and the "
             "report replaces the whole folder",
-            "Choose a new or empty folder for --out",
+            "It holds the dated reports of runreport run: given the same --config and no "
+            "--out, report and email write today's dated folder there"
+            if dated
+            else "Choose a new or empty folder for --out",
         )

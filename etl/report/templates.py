@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from etl.errors import ConfigError
-from etl.report.format import filters
+from etl.report.format import NameCutter, filters
 from etl.report.links import Links
 from etl.report.model import EMAIL_HTML, INDEX_HTML, SUMMARY_TXT, Clock
 from etl.resources import templates_dir
@@ -55,9 +55,16 @@ class Templates:
             raise self._error(exc, name) from None
 
     def render(
-        self, name: str, context: dict[str, Any], clock: Clock, links: Links | None = None
+        self,
+        name: str,
+        context: dict[str, Any],
+        clock: Clock,
+        links: Links | None = None,
+        names: NameCutter | None = None,
     ) -> str:
-        self.env.filters.update(filters(clock, links or Links()))
+        """Render the page `name`; `names` cuts the experiment names (all of them known,
+        so no two cut alike)."""
+        self.env.filters.update(filters(clock, links or Links(), names))
         template = self._load(name)
         try:
             return template.render(**context)

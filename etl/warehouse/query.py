@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import io
 import json
 import re
@@ -28,9 +29,10 @@ from typing import Any
 import click
 import duckdb
 
-from etl.errors import JobFailed
+from etl.errors import ConfigError, JobFailed
 from etl.values import cell, safe_text, to_json, to_text
 from etl.warehouse.connect import open_warehouse
+from etl.warehouse.descriptions import description
 from etl.warehouse.settings import ViewSettings, apply_settings
 
 FETCH_ROWS = 10_000
@@ -38,19 +40,19 @@ TABLE_ROW_LIMIT = 1_000  # a terminal table longer than this is no use; CSV has 
 # C0 and C1 control characters but newline: escape sequences in a run name must not reach
 # the terminal
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-SCHEMA_QUERY = """
+RELATIONS_QUERY = """
 select
-    columns.table_name as name,
-    case tables.table_type when 'VIEW' then 'view' else 'table' end as kind,
-    columns.column_name,
-    columns.data_type
-from information_schema.columns as columns
-inner join information_schema.tables as tables
-    on tables.table_catalog = columns.table_catalog
-    and tables.table_schema = columns.table_schema
-    and tables.table_name = columns.table_name
-where columns.table_catalog = current_database() and columns.table_schema = 'main'
-order by kind, name, columns.ordinal_position
+    table_name as name,
+    case table_type when 'VIEW' then 'view' else 'table' end as kind
+from information_schema.tables
+where table_catalog = current_database() and table_schema = 'main'
+order by kind, name
+"""
+COLUMNS_QUERY = """
+select column_name, data_type
+from information_schema.columns
+where table_catalog = current_database() and table_schema = 'main' and table_name = ?
+order by ordinal_position
 """
 
 
@@ -67,11 +69,27 @@ def print_query(
         write_result(columns, batches, fmt)
 
 
-def print_schema(db: Path, fmt: str) -> None:
-    """Every table and view of the warehouse, one row per column."""
+def print_schema(db: Path, fmt: str, name: str | None = None) -> None:
+    """Every table and view of the warehouse, one row each with what it holds (the
+    contract's sentence); with `name`, that one's columns (in a table, under its sentence)."""
     with _warehouse(db) as con:
-        columns, batches = run_query(con, SCHEMA_QUERY)
-        write_result(columns, batches, fmt)
+        relations = {rel: kind for rel, kind in con.execute(RELATIONS_QUERY).fetchall()}
+        if name is None:
+            rows = [(rel, kind, description(rel)) for rel, kind in relations.items()]
+            write_result(["name", "kind", "holds"], iter([rows]), fmt)
+            return
+        found = next((rel for rel in relations if rel.lower() == name.lower()), None)
+        if found is None:
+            close = difflib.get_close_matches(name.lower(), relations, n=1)
+            raise ConfigError(
+                f"the warehouse has no table or view {name!r}",
+                f"Did you mean {close[0]}?" if close else "runreport sql --schema lists them",
+            )
+        if fmt == "table":
+            holds = description(found)
+            click.echo(f"{found} ({relations[found]}){': ' + holds if holds else ''}")
+        columns = con.execute(COLUMNS_QUERY, [found]).fetchall()
+        write_result(["column_name", "data_type"], iter([columns]), fmt)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,17 @@ tables of the same name), so a report applies the config without a new extract.
   `metric_directions` (and so from `[metrics]`).
 - `zombie_ignore`: experiment globs (`report.zombie_ignore`) whose RUNNING runs are never
   listed as zombies.
+- `child_metrics` (`[metrics.children]`, the same globs as `primary_metrics`) -> the
+  metric nested searches rank their children by: table `child_metric_choices`.
+- `leaderboard_runs` (`report.leaderboard_runs`) and `leaderboard_runs_by_experiment`
+  (`[report.leaderboard_runs_by_experiment]`, globs as above) -> which runs each
+  experiment's leaderboard ranks: table `leaderboard_scope`, the globs in their order and
+  then `*` with `leaderboard_runs`.
+- `seed_params` (`[metrics] seed_params`) -> table `seed_params`: the param keys (lower
+  case) that only seed a run, DEFAULT_SEED_PARAMS and yours.
+- `estimator_from` and `user_tag` (`report.estimator_from`, `report.user_tag`) -> table
+  `run_keys`: where run_overview reads a run's estimator (a tag or param key, or
+  `run_name`) and runs_per_user its user (a tag, else MLflow's user_id).
 """
 
 from __future__ import annotations
@@ -32,6 +43,10 @@ SETTINGS_TABLES = (
     "metric_directions",
     "primary_metric_choices",
     "zombie_ignore",
+    "child_metric_choices",
+    "leaderboard_scope",
+    "seed_params",
+    "run_keys",
 )
 
 LOWER_IS_BETTER = (
@@ -66,6 +81,8 @@ GREATER_IS_BETTER = (
     "*_auc",
     "*_score",
 )
+# Param keys that only seed a run: runs differing only by them are one configuration.
+DEFAULT_SEED_PARAMS = ("seed", "random_state", "random_seed")
 DEFAULT_METRIC_DIRECTIONS: dict[str, bool] = {
     **{key: False for key in LOWER_IS_BETTER},
     **{key: True for key in GREATER_IS_BETTER},
@@ -79,6 +96,12 @@ VIEW_SETTINGS = (
     "metric_directions",
     "primary_metrics",
     "zombie_ignore",
+    "child_metrics",
+    "leaderboard_runs",
+    "leaderboard_runs_by_experiment",
+    "seed_params",
+    "estimator_from",
+    "user_tag",
 )
 
 
@@ -90,6 +113,12 @@ class ViewSettings:
     metric_directions: dict[str, bool] = field(default_factory=dict)
     primary_metrics: dict[str, str] = field(default_factory=dict)
     zombie_ignore: list[str] = field(default_factory=list)
+    child_metrics: dict[str, str] = field(default_factory=dict)
+    leaderboard_runs: str = default("leaderboard_runs")
+    leaderboard_runs_by_experiment: dict[str, str] = field(default_factory=dict)
+    seed_params: list[str] = field(default_factory=list)  # added to DEFAULT_SEED_PARAMS
+    estimator_from: str = default("estimator_from")
+    user_tag: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> ViewSettings:
@@ -99,6 +128,12 @@ class ViewSettings:
             metric_directions=dict(config.metric_directions),
             primary_metrics=dict(config.primary_metrics),
             zombie_ignore=list(config.zombie_ignore),
+            child_metrics=dict(config.child_metrics),
+            leaderboard_runs=config.leaderboard_runs,
+            leaderboard_runs_by_experiment=dict(config.leaderboard_runs_by_experiment),
+            seed_params=list(config.seed_params),
+            estimator_from=config.estimator_from,
+            user_tag=config.user_tag,
         )
 
     @classmethod
@@ -110,7 +145,8 @@ class ViewSettings:
     def check(self) -> None:
         """Each setting by its one check in etl/config.py (a ConfigError names its key)."""
         for name in VIEW_SETTINGS:
-            checked(name, getattr(self, name))
+            if getattr(self, name) is not None:  # None: not set (user_tag)
+                checked(name, getattr(self, name))
 
     def directions(self) -> dict[str, bool]:
         # keys match without regard to case, so an override replaces any spelling
@@ -125,12 +161,22 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _by_experiment(table: dict[str, str]) -> list[list[object]]:
+    """Rows of experiment glob -> value: pattern, name_like, value, is_exact, position."""
+    return [
+        [pattern, glob_to_like(pattern), value, not any(c in pattern for c in "*?"), position]
+        for position, (pattern, value) in enumerate(table.items())
+    ]
+
+
 def _tables(settings: ViewSettings) -> dict[str, tuple[str, list[list[object]]]]:
     """Each settings table: its columns and its rows."""
-    choices = [
-        [pattern, glob_to_like(pattern), key, not any(c in pattern for c in "*?"), position]
-        for position, (pattern, key) in enumerate(settings.primary_metrics.items())
-    ]
+    choice_columns = (
+        "pattern varchar, name_like varchar, metric_key varchar, is_exact boolean, position integer"
+    )
+    runs = checked("leaderboard_runs", settings.leaderboard_runs)
+    scope = checked("leaderboard_runs_by_experiment", settings.leaderboard_runs_by_experiment)
+    seeds = sorted({key.lower() for key in (*DEFAULT_SEED_PARAMS, *settings.seed_params)})
     return {
         "runreport_settings": (
             "timezone varchar, zombie_after_hours double",
@@ -140,14 +186,21 @@ def _tables(settings: ViewSettings) -> dict[str, tuple[str, list[list[object]]]]
             "metric_key varchar, greater_is_better boolean",
             [[key, greater] for key, greater in sorted(settings.directions().items())],
         ),
-        "primary_metric_choices": (
-            "pattern varchar, name_like varchar, metric_key varchar, is_exact boolean, "
-            "position integer",
-            choices,
-        ),
+        "primary_metric_choices": (choice_columns, _by_experiment(settings.primary_metrics)),
         "zombie_ignore": (
             "pattern varchar, name_like varchar",
             [[pattern, glob_to_like(pattern)] for pattern in settings.zombie_ignore],
+        ),
+        "child_metric_choices": (choice_columns, _by_experiment(settings.child_metrics)),
+        # the globs in their order, then every experiment ('*', never exact) last
+        "leaderboard_scope": (
+            "pattern varchar, name_like varchar, runs varchar, is_exact boolean, position integer",
+            [*_by_experiment(scope), ["*", "%", runs, False, len(scope)]],
+        ),
+        "seed_params": ("param_key varchar", [[key] for key in seeds]),
+        "run_keys": (
+            "estimator_from varchar, user_tag varchar",
+            [[settings.estimator_from, settings.user_tag]],
         ),
     }
 
@@ -162,9 +215,22 @@ def apply_settings(con: duckdb.DuckDBPyConnection, settings: ViewSettings) -> No
     _write(con, settings, "temp table")
 
 
-def _write(con: duckdb.DuckDBPyConnection, settings: ViewSettings, kind: str) -> None:
+def write_missing_settings(con: duckdb.DuckDBPyConnection, present: set[str]) -> None:
+    """The default settings in the tables a warehouse lacks (one made before they
+    existed), leaving the tables it holds as they are."""
+    _write(con, ViewSettings(), "table", set(SETTINGS_TABLES) - present)
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    settings: ViewSettings,
+    kind: str,
+    only: set[str] | None = None,
+) -> None:
     settings.check()
     for name, (columns, rows) in _tables(settings).items():
+        if only is not None and name not in only:
+            continue
         con.execute(f"create or replace {kind} {name} ({columns})")
         if rows:
             marks = ", ".join("?" * len(rows[0]))

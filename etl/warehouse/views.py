@@ -2,7 +2,7 @@
 read, and the runs_wide views, all created inside the warehouse so that anyone opening it
 with DuckDB sees them.
 
-Settings (`ViewSettings`, written to the four small tables of
+Settings (`ViewSettings`, written to the small tables of
 etl/warehouse/settings.py's `SETTINGS_TABLES` that the views read; their defaults are
 declared in etl/config.py):
 
@@ -18,17 +18,25 @@ declared in etl/config.py):
   the tables `primary_metric_choices` and `zombie_ignore`: see etl/warehouse/settings.py.
 
 The primary metric of an experiment (view `experiment_primary_metric`, read by
-`leaderboard` and the other views that rank runs or models):
+`ranked_runs`, `leaderboard` and the other views that rank runs or models), over the runs
+its leaderboard ranks (`leaderboard_runs`: by default the root runs, those without an
+`mlflow.parentRunId` tag; all runs where no root run has a value of their metric):
 
-1. The experiment tags `mlflow.experiment.primaryMetric.name` and
+1. `[metrics.primary]` (source 'config'), then the experiment tags
+   `mlflow.experiment.primaryMetric.name` and
    `mlflow.experiment.primaryMetric.greaterIsBetter` ("True"/"False", any case), where
    the name tag is set (source 'tag'). Without a valid greaterIsBetter tag, the direction
    comes from the rule in 2; if the rule does not know the key either, the direction is
    NULL and the experiment has no leaderboard row.
-2. Otherwise the name rule (source 'rule'): among the metric keys the experiment's active
-   runs logged, those the direction table knows; the key logged by the most runs wins,
-   ties go to the first key in alphabetical order. An experiment with no such key has no
-   primary metric.
+2. Otherwise the name rule (source 'rule'): among the metric keys those runs logged, the
+   ones the direction table knows; a training key (train_loss, training_accuracy_score)
+   ranks below a key of the same kind that is not one (val_loss, accuracy), then the key
+   logged by the most runs wins, ties go to the first key by name ignoring case. An
+   experiment with no such key has no primary metric.
+
+Nested searches rank their children by the child metric (`child_metric_key`), chosen the
+same way over the children: `[metrics.children]`, then the primary choice or tag when a
+child logged it, then the rule.
 
 The direction of a key comes from one view, `metric_key_directions` (read by
 `experiment_primary_metric` and `metric_curves`), which matches the direction table's
@@ -83,7 +91,7 @@ import duckdb
 from etl.errors import JobFailed
 from etl.resources import sql_dir
 from etl.warehouse.connect import quote_ident, quote_literal, table_names
-from etl.warehouse.settings import ViewSettings, write_settings
+from etl.warehouse.settings import ViewSettings, write_missing_settings, write_settings
 
 # runs_wide columns ahead of the metric, param and tag columns, as mlflow.search_runs
 # orders them (lifecycle_stage added: runs_wide holds deleted runs too).
@@ -112,8 +120,10 @@ def create_views(
     """Write the settings tables, create or replace every view, then rebuild runs_wide.
     Without settings, the settings tables the warehouse holds stay (defaults where it has
     none). Returns the names of the views created."""
-    if settings is not None or not {"runreport_settings", "metric_directions"} <= table_names(con):
-        write_settings(con, settings or ViewSettings())
+    if settings is not None:
+        write_settings(con, settings)
+    else:
+        write_missing_settings(con, table_names(con))
     created = _create_sql_views(con, folder)
     create_runs_wide(con)
     return created

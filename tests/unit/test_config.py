@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import etl
-from etl.config import SETTINGS, Config, checked, default, resolve
+from etl.config import SETTINGS, Config, checked, default, resolve, value_type
 from etl.errors import ConfigError
 
 
@@ -120,7 +120,7 @@ def test_the_example_file_is_valid_and_names_every_setting() -> None:
     example = Path(__file__).resolve().parents[2] / "runreport.example.toml"
     config = resolve(example, {}, environ={})
     assert config.mail_to == ["ml-leads@example.com"]
-    assert config.via == "search_runs"
+    assert config.via == "auto"
     text = example.read_text(encoding="utf-8")
     sections: dict[str, str] = {}
     current = ""
@@ -131,7 +131,7 @@ def test_the_example_file_is_valid_and_names_every_setting() -> None:
     for spec in SETTINGS.values():
         key = spec.metadata["key"]
         section, _, name = key.rpartition(".") if key.count(".") else (key, "", "")
-        if not name or section == "metrics":  # whole tables: [metrics], [metrics.primary]
+        if not name or value_type(spec.name) is dict:  # whole tables: [metrics.primary], ...
             assert f"[{key}]" in text, key
         else:
             assert re.search(rf"^#? ?{name} = ", sections[section], re.M), key
@@ -164,7 +164,8 @@ def test_every_choice_setting_is_normalised(tmp_path: Path) -> None:
     assert config.smtp_security == "starttls"
     assert config.metric_directions == {"val_loss": True}
     assert config.sources[0].via == "sql"
-    with pytest.raises(ConfigError, match=re.escape("--via must be 'search_runs' or 'sql'")):
+    wrong = re.escape("--via must be 'auto' or 'search_runs' or 'sql'")
+    with pytest.raises(ConfigError, match=wrong):
         resolve(None, {"via": "odbc"}, environ={})
 
 
@@ -209,3 +210,61 @@ def test_the_api_refuses_a_misspelt_setting(call: Any, message: str) -> None:
     with pytest.raises(TypeError) as caught:
         call()
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("sources", "message"),
+    [
+        (
+            '[[sources]]\nname = "runs"\ntracking_uri = "http://a:5000"\n',
+            "[[sources]] name 'runs' is the warehouse's own name",
+        ),
+        (
+            '[[sources]]\nname = "previous"\ntracking_uri = "http://a:5000"\n',
+            "the name 'previous' is taken",
+        ),
+        (
+            '[[sources]]\nname = "a"\ntracking_uri = "http://h:5000"\n'
+            '[[sources]]\nname = "b"\ntracking_uri = "http://H:5000/"\n',
+            "[[sources]] 'a' and 'b' read the same tracking store",
+        ),
+    ],
+)
+def test_item10_sources_are_checked_when_the_config_is_read(
+    tmp_path: Path, sources: str, message: str
+) -> None:
+    """Issue 23, item 10: these passed the check and failed every run later."""
+    file = write(tmp_path, '[warehouse]\npath = "runs.duckdb"\n' + sources)
+    with pytest.raises(ConfigError) as caught:
+        resolve(file, {}, environ={})
+    assert caught.value.exit_code == 2
+    assert message in caught.value.one_line()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:PW@mlflow.example.org",
+        "https://token@mlflow.example.org/",
+        "https://reports.example.org/?token=abc",
+        "https://reports.example.org/x?sig=abc&page=1",
+        "https://reports.example.org/?sessionid=abc",
+    ],
+)
+@pytest.mark.parametrize("flag", ["mlflow_ui_url", "public_url"])
+def test_item2_a_link_url_with_credentials_is_refused(flag: str, url: str) -> None:
+    """Issue 23, item 2: they were copied into every link and mailed, 12 copies a message."""
+    with pytest.raises(ConfigError) as caught:
+        resolve(None, {flag: url}, environ={})
+    assert caught.value.exit_code == 2
+    assert "without a user, password or secret query parameter" in caught.value.one_line()
+    assert url not in caught.value.one_line()
+
+
+def test_item2_a_plain_link_url_is_kept() -> None:
+    flags = {
+        "mlflow_ui_url": "https://mlflow.example.org/#",
+        "public_url": "https://r.example.org/x",
+    }
+    config = resolve(None, flags, environ={})
+    assert config.mlflow_ui_url == "https://mlflow.example.org/#"
