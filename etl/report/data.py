@@ -198,7 +198,9 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
     failed = [r for r in window.rows_in(views["failed_runs"].rows) if r["status"] == "FAILED"]
     return {
         "date": window.report_day.isoformat(),
-        "generated_at": data.generated_at.isoformat(timespec="seconds"),
+        # to the millisecond, as MLflow times runs: a run started in the second a report was
+        # generated, after it, is new for the next report and not for this one
+        "generated_at": data.generated_at.isoformat(timespec="milliseconds"),
         "window_start": window.start.isoformat(timespec="seconds"),
         "window_days": window.days,
         "experiments": experiments[0] if experiments else 0,
