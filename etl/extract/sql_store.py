@@ -372,28 +372,9 @@ def read_revision(uri: str, timeout_seconds: int = default("tracking_timeout")) 
     """The schema revision of the SQL store at `uri`, read without writing anything
     (ConfigError when the database holds no MLflow store)."""
     scheme = urlsplit(uri).scheme.lower().split("+", 1)[0]
-    opener = _sqlite_source if scheme == "sqlite" else _plain_sqlalchemy_source
+    opener = _sqlite_source if scheme == "sqlite" else _sqlalchemy_source
     with _database_errors(uri), opener(uri, timeout_seconds) as source:
         return _revision(source, uri)
-
-
-@contextlib.contextmanager
-def _plain_sqlalchemy_source(uri: str, timeout_seconds: int) -> Iterator[_Source]:
-    """A connection to a server store without the read-only session settings, which not
-    every dialect spells alike (a revision is one SELECT)."""
-    if urlsplit(uri).scheme.lower().split("+", 1)[0] in SUPPORTED_SCHEMES:
-        with _sqlalchemy_source(uri, timeout_seconds) as source:
-            yield source
-        return
-    engine = _engine(uri, {})
-    try:
-        with engine.connect() as con:
-            try:
-                yield _SqlAlchemySource(con)
-            finally:
-                con.rollback()
-    finally:
-        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -434,7 +415,9 @@ def _sqlalchemy_source(uri: str, timeout_seconds: int) -> Iterator[_Source]:
                     "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'ANSI_QUOTES')"
                 )
                 con.exec_driver_sql(f"set session lock_wait_timeout = {int(timeout_seconds)}")
-            con.exec_driver_sql("set transaction isolation level repeatable read, read only")
+            if engine.dialect.name in ("postgresql", "mysql"):
+                # other dialects (mssql, whose revision alone is read) spell it otherwise
+                con.exec_driver_sql("set transaction isolation level repeatable read, read only")
             try:
                 yield _SqlAlchemySource(con)
             finally:
