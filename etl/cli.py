@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, get_args
 
@@ -96,7 +96,7 @@ class RunreportGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except RunreportError as exc:
-            click.echo(f"runreport: error: {exc.one_line()}", err=True)
+            click.echo(error_line(exc.one_line()), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(interrupted_message(ctx.invoked_subcommand), err=True)
@@ -108,8 +108,17 @@ class RunreportGroup(click.Group):
                 f"{exc.__class__.__name__}: {exc}",
                 "Set RUNREPORT_DEBUG=1 to see the traceback",
             )
-            click.echo(f"runreport: error: {failure.one_line()}", err=True)
+            click.echo(error_line(failure.one_line()), err=True)
             sys.exit(1)
+
+
+LOG_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def error_line(text: str) -> str:
+    """The one error line on stderr, stamped like the log lines (cron logs interleave them)."""
+    stamp = datetime.now(timezone.utc).astimezone().strftime(LOG_TIME_FORMAT)
+    return f"{stamp} runreport: error: {text}"
 
 
 def _scrub_log_record(record: logging.LogRecord) -> bool:
@@ -128,7 +137,7 @@ def setup_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s runreport %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        datefmt=LOG_TIME_FORMAT,
         stream=sys.stderr,
         force=True,
     )

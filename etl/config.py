@@ -188,6 +188,14 @@ class Config:
         check=at_least(1),
         help="The longest one request to a tracking server may take, retries included.",
     )
+    tracking_retries: int = setting(
+        "tracking.retries",
+        3,
+        env="RUNREPORT_TRACKING_RETRIES",
+        check=at_least(0),
+        help="Times a tracking server that refuses or times out is tried again (with "
+        "backoff) before the extract fails.",
+    )
     # [warehouse]
     db: Path = setting(
         "warehouse.path",
@@ -302,6 +310,13 @@ class Config:
         env="RUNREPORT_PUBLIC_URL",
         check=link_url,
         help="Where the report folder is served; the email links there.",
+    )
+    workspaces: list[str] = setting(
+        "report.workspaces",
+        [],
+        env="RUNREPORT_WORKSPACES",
+        check=non_blank,
+        help="MLflow workspaces (names or globs) the report covers. Default: every one.",
     )
     zombie_ignore: list[str] = setting(
         "report.zombie_ignore",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,15 @@ def _isolated(tmp_path: Path) -> Iterator[None]:
     """No test reads the developer's MLflow settings or litters the checkout."""
     with isolated(tmp_path):
         yield
+
+
+# the timestamp in front of each error line (etl.cli.error_line)
+ERROR_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (?=runreport: error: )", re.M)
+
+
+def unstamped(text: str) -> str:
+    """`text` with the timestamps taken off its error lines, for comparing their words."""
+    return ERROR_STAMP.sub("", text)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:

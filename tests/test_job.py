@@ -24,6 +24,7 @@ from tests.conftest import (
     free_port,
     run_cli,
     start_mlflow_server,
+    unstamped,
 )
 from tests.oracle import table_counts
 from tests.perf.make_store import add_runs
@@ -110,7 +111,7 @@ def test_config_mistakes_are_one_line_exit_2(tmp_path: Path, extra: str, named: 
     config = write_config(tmp_path, "sqlite:///nowhere.db", extra)
     result = run_cli("run", "--config", str(config))
     assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("runreport: error")]
+    errors = [line for line in unstamped(result.output).splitlines() if "runreport: error" in line]
     assert len(errors) == 1 and named in errors[0], result.output
     assert not (tmp_path / "runs.duckdb").exists()
 
@@ -213,7 +214,7 @@ def test_tracking_server_gone_mid_extract(tmp_path: Path) -> None:
         server.stop()
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 1, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("runreport: error")]
+    errors = [line for line in unstamped(stderr).splitlines() if "runreport: error" in line]
     assert len(errors) == 1 and server.uri in errors[0], stderr
     assert table_counts(db) == old_counts
     assert not list(tmp_path.glob("runs.duckdb.runreport-tmp-*"))

@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from etl.errors import interrupted_message
 from etl.extract.tracking_timeout import bound_tracking_wait, mlflow_http_settings
 from etl.job import MARKER_TEXT, REPORT_MARKER, point_latest
-from tests.conftest import StoreFacts, build_rich_store, free_port, run_cli
+from tests.conftest import StoreFacts, build_rich_store, free_port, run_cli, unstamped
 from tests.smtp_servers import smtp_server
 from tests.test_job import today, write_config
 
@@ -85,7 +85,7 @@ def subject_of(message: EmailMessage) -> str:
 
 
 def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("runreport: error")]
+    return [line for line in unstamped(output).splitlines() if line.startswith("runreport: error")]
 
 
 def all_bytes_under(folder: Path) -> dict[Path, bytes]:

@@ -27,7 +27,7 @@ from etl.mail import (
     send_failure_notice,
 )
 from etl.report.render import render_report
-from tests.conftest import free_port, log_run, new_store, run_cli
+from tests.conftest import free_port, log_run, new_store, run_cli, unstamped
 from tests.smtp_servers import make_tls, smtp_server
 
 RECIPIENTS = ("ops@example.com", "Ann Lee <ann@example.org>", "bo@example.net")
@@ -613,7 +613,7 @@ def test_email_command_without_recipient_exits_2(warehouse: Path, tmp_path: Path
     out = tmp_path / "reports"
     result = run_cli("email", "--db", str(warehouse), "--out", str(out))
     assert result.exit_code == 2
-    assert result.stderr.startswith("runreport: error: no mail recipient given.")
+    assert unstamped(result.stderr).startswith("runreport: error: no mail recipient given.")
     assert not out.exists()  # checked before the render
 
 
@@ -625,7 +625,7 @@ def test_email_command_server_down_exits_1(warehouse: Path, tmp_path: Path) -> N
         env={"RUNREPORT_SMTP_RETRIES": "1", "RUNREPORT_SMTP_BACKOFF": "0.01"},
     )  # fmt: skip
     assert result.exit_code == 1
-    *retry_logs, error = result.stderr.strip().splitlines()
+    *retry_logs, error = unstamped(result.stderr).strip().splitlines()
     assert error.startswith(
         f"runreport: error: cannot reach SMTP server 127.0.0.1:{port}: Connection refused "
         "(gave up after 2 attempts). Check --smtp-host/--smtp-port"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import StoreFacts, log_run, new_store, run_cli
+from tests.conftest import StoreFacts, log_run, new_store, run_cli, unstamped
 from tests.test_report import Node, own_text, parse, table_rows
 
 DAY_MS = 24 * 3_600_000
@@ -247,7 +247,7 @@ def test_a_bad_primary_metric_is_a_one_line_config_error(setup: Setup, tmp_path:
     bad.write_text('[metrics.primary]\n"CIFAR*" = 3\n')
     result = run_cli("report", "--db", str(setup.db), "--out", str(out), "--config", str(bad))
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [
+    assert unstamped(result.output).strip().splitlines() == [
         f"runreport: error: {bad}: metrics.primary.CIFAR* must be a metric key, not 3. "
         'Map an experiment name or glob to a metric key, e.g. "CIFAR*" = "test_accuracy"'
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import StoreFacts, run_cli
+from tests.conftest import StoreFacts, run_cli, unstamped
 
 UTC = dt.timezone.utc
 
@@ -30,7 +30,7 @@ def warehouse(rich_store: StoreFacts, tmp_path_factory: pytest.TempPathFactory) 
 
 def sql(db: Path, *args: str) -> tuple[int, str, str]:
     result = run_cli("sql", "--db", str(db), *args)
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, result.stdout, unstamped(result.stderr)
 
 
 def fingerprint(path: Path) -> tuple[str, int, float]:
