@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from etl.redact import redact_text
 
 # the one redaction (etl.redact), under the name the CLI's log filter imports
@@ -31,6 +34,35 @@ class ConfigError(RunreportError):
     """Bad usage or configuration (wrong URI scheme, missing store, bad config key): exit 2."""
 
     exit_code = 2
+
+
+# DuckDB puts some errors' details in a JSON object after the message's first words
+_JSON_DETAIL = re.compile(r"\{.*\}")
+
+
+def driver_message(exc: BaseException) -> str:
+    """The first line of a driver's error in words: DuckDB's JSON detail
+    ({"exception_message": ...}) replaced by its message, the class name if it is empty."""
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    match = _JSON_DETAIL.search(text)
+    if match:
+        try:
+            detail = json.loads(match.group(0))
+        except ValueError:
+            return text
+        if isinstance(detail, dict) and detail.get("exception_message"):
+            text = text[: match.start()].rstrip(" :") + ": " + str(detail["exception_message"])
+    return text
+
+
+def write_failed(path: object, exc: OSError) -> JobFailed:
+    """An OS error while writing `path` (a full disk, a quota, no permission), as one line
+    naming the path, which is left as it was."""
+    reason = exc.strerror or str(exc)
+    return JobFailed(
+        f"writing {path} failed: {reason}; {path} is unchanged",
+        "Free space on its disk or fix its permissions (or choose another folder), then try again",
+    )
 
 
 class LockHeld(RunreportError):

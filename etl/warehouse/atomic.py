@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from etl.errors import write_failed
+
 TMP_MARK = ".runreport-tmp-"
 OLD_MARK = ".runreport-old-"
 # temporary folders of no known writer younger than this may belong to a write still running
@@ -88,9 +90,11 @@ def write_file(path: Path, data: bytes) -> None:
             tmp.write(data)
         os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it 0600
         replace_file(Path(tmp_name), path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from exc
         raise
 
 
@@ -106,8 +110,10 @@ def write_folder(out: Path) -> Iterator[Path]:
         os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         yield work
         swap_in(work, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_failed(out, exc) from exc
         raise
     finally:
         _WRITING.discard(mine)

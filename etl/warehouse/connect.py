@@ -92,6 +92,13 @@ def warehouse_error(path: Path, exc: duckdb.Error) -> RunreportError:
     text = str(exc)
     if "Could not set lock" in text:
         return held_by_writer(path, text)
+    if _is_sqlite_file(path):  # DuckDB then asks for its sqlite extension, which is off
+        return ConfigError(
+            f"cannot open the warehouse {path}: it is an SQLite database (an MLflow tracking "
+            "store?), not a DuckDB warehouse",
+            f"Give a store as --tracking-uri sqlite:///{path}, and --db a warehouse made by "
+            "runreport extract, or a new file name",
+        )
     if "not a valid DuckDB database file" in text:
         return ConfigError(
             f"cannot open the warehouse {path}: it is not a DuckDB file",
@@ -103,6 +110,14 @@ def warehouse_error(path: Path, exc: duckdb.Error) -> RunreportError:
             "Point --db at a warehouse made by runreport extract",
         )
     return JobFailed(f"cannot open the warehouse {path}: {text.splitlines()[0]}")
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def held_by_writer(path: Path, message: str) -> JobFailed:
