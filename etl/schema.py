@@ -10,7 +10,9 @@ from typing import Any
 # changes: an incremental extract of a warehouse with another version does a full one.
 # 2: runreport_meta itself and extract_log.warnings.
 # 3: MLflow 3's datasets, run inputs/outputs, logged models, registry, traces.
-SCHEMA_VERSION = 3
+# 4: GenAI (issue #24): trace names, sessions, users, cost, tags, runs and model usage;
+#    assessment types, validity and overrides.
+SCHEMA_VERSION = 4
 META_TABLE = "runreport_meta"
 # the column a warehouse combined from [[sources]] names each row's tracking store by
 SOURCE_COLUMN = "tracking_source"
@@ -128,6 +130,15 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("input_tokens", "bigint"),
         ("output_tokens", "bigint"),
         ("total_tokens", "bigint"),
+        ("trace_name", "varchar"),
+        ("session_id", "varchar"),
+        ("user", "varchar"),
+        ("model_id", "varchar"),
+        ("cache_read_input_tokens", "bigint"),
+        ("cache_creation_input_tokens", "bigint"),
+        ("input_cost", "double"),
+        ("output_cost", "double"),
+        ("total_cost", "double"),
     ],
     "trace_assessments": [
         ("trace_id", "varchar"),
@@ -135,6 +146,26 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("source_type", "varchar"),
         ("value", "varchar"),
         ("create_time", "ms"),
+        ("assessment_id", "varchar"),
+        ("assessment_type", "varchar"),
+        ("valid", "boolean"),
+        ("overrides", "varchar"),
+        ("rationale", "varchar"),
+        ("source_id", "varchar"),
+        ("run_id", "varchar"),
+        ("span_id", "varchar"),
+    ],
+    "trace_tags": [("trace_id", "varchar"), ("key", "varchar"), ("value", "varchar")],
+    "trace_runs": [("trace_id", "varchar"), ("run_id", "varchar")],
+    # per trace and model: the spans that called it, summed (span contents stay out)
+    "trace_model_usage": [
+        ("trace_id", "varchar"),
+        ("model_name", "varchar"),
+        ("model_provider", "varchar"),
+        ("calls", "bigint"),
+        ("input_tokens", "bigint"),
+        ("output_tokens", "bigint"),
+        ("cost", "double"),
     ],
 }
 

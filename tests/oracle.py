@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,126 @@ def warehouse_rows(db: Path, tables: tuple[str, ...] = RUN_TABLES) -> Rows:
         return rows
     finally:
         con.close()
+
+
+# --- GenAI: traces with their assessments, tags, run links and model usage, as MLflow
+# lists them (search_traces with spans; search_traces(run_id=...) for every run)
+
+GENAI_TABLES = ("traces", "trace_assessments", "trace_tags", "trace_runs", "trace_model_usage")
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+def genai_rows(uri: str) -> Rows:
+    """The GenAI tables as MlflowClient lists them, in the warehouse's column order: every
+    trace of every experiment (deleted ones too) with its spans, and the traces
+    search_traces(run_id=...) gives for each run of the experiments that hold traces."""
+    client = MlflowClient(uri)
+    ids = [
+        e.experiment_id
+        for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000)
+    ]
+    found: dict[str, list[tuple[Any, ...]]] = {t: [] for t in GENAI_TABLES}
+    traces = list(_all_pages(lambda t: client.search_traces(locations=ids, page_token=t)))
+    links: dict[str, set[str]] = {}
+    traced = sorted({trace.info.experiment_id for trace in traces})
+    runs = client.search_runs(traced, run_view_type=ViewType.ALL) if traced else []
+    for run in runs:
+        run_id = run.info.run_id
+        for linked in _all_pages(
+            lambda t, r=run_id: client.search_traces(locations=ids, run_id=r, page_token=t)
+        ):
+            links.setdefault(linked.info.trace_id, set()).add(run_id)
+    for trace in traces:
+        _add_trace_rows(trace, links.get(trace.info.trace_id, set()), found)
+    return {table: sorted(map(repr, rows)) for table, rows in found.items()}
+
+
+def _all_pages(fetch: Any) -> Any:
+    token = None
+    while True:
+        page = fetch(token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _add_trace_rows(trace: Any, linked: set[str], found: dict[str, list[tuple[Any, ...]]]) -> None:
+    info = trace.info
+    meta = info.trace_metadata
+    source_run = meta.get("mlflow.sourceRun")
+    runs = linked | ({source_run} if source_run else set())
+    usage, cost = info.token_usage or {}, info.cost or {}
+    found["traces"].append(
+        (
+            info.trace_id,
+            info.experiment_id,
+            source_run or min(runs, default=None),
+            info.request_time,
+            info.execution_duration,
+            info.state.value,
+            *(usage.get(key) for key in _TOKENS[:3]),
+            info.tags.get("mlflow.traceName"),
+            meta.get("mlflow.trace.session"),
+            meta.get("mlflow.trace.user"),
+            meta.get("mlflow.modelId"),
+            *(usage.get(key) for key in _TOKENS[3:]),
+            cost.get("input_cost"),
+            cost.get("output_cost"),
+            cost.get("total_cost"),
+        )
+    )
+    found["trace_tags"] += [(info.trace_id, k, v) for k, v in info.tags.items()]
+    found["trace_runs"] += [(info.trace_id, run_id) for run_id in runs]
+    for a in info.assessments:
+        value = (
+            a.value
+            if a.value is None or isinstance(a.value, str)
+            else json.dumps(a.value, sort_keys=True)
+        )
+        kind = "feedback" if a.feedback else "expectation" if a.expectation else "issue"
+        found["trace_assessments"].append(
+            (
+                info.trace_id,
+                a.name,
+                a.source.source_type,
+                value,
+                a.create_time_ms,
+                a.assessment_id,
+                kind,
+                a.valid,
+                a.overrides,
+                a.rationale,
+                a.source.source_id,
+                a.run_id,
+                a.span_id,
+            )
+        )
+    calls: dict[tuple[str, str | None], list[Any]] = {}
+    for span in trace.data.spans:
+        model = span.get_attribute("mlflow.llm.model")
+        if model:
+            calls.setdefault((model, span.get_attribute("mlflow.llm.provider")), []).append(span)
+    for (model, provider), spans in calls.items():
+        usages = [s.get_attribute("mlflow.chat.tokenUsage") or {} for s in spans]
+        costs = [(s.get_attribute("mlflow.llm.cost") or {}).get("total_cost") for s in spans]
+        known = [c for c in costs if c is not None]
+        inputs = [u["input_tokens"] for u in usages if "input_tokens" in u]
+        outputs = [u["output_tokens"] for u in usages if "output_tokens" in u]
+        found["trace_model_usage"].append(
+            (
+                info.trace_id,
+                model,
+                provider,
+                len(spans),
+                sum(inputs) if inputs else None,
+                sum(outputs) if outputs else None,
+                math.fsum(known) if known else None,
+            )
+        )

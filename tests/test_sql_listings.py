@@ -133,6 +133,9 @@ ENTITY_SIZES = {
     "model_aliases": 2,
     "traces": 4,
     "trace_assessments": 4,
+    "trace_tags": 12,
+    "trace_runs": 1,
+    "trace_model_usage": 0,
 }
 # add_edge_cases: m2 deleted, m4 added; churn 1 deleted with its alias; the prompt left out;
 # a trace in the deleted experiment; the overriding feedback next to the overridden one
@@ -142,6 +145,7 @@ EDGE_SIZES = ENTITY_SIZES | {
     "model_aliases": 1,
     "traces": 5,
     "trace_assessments": 5,
+    "trace_tags": 15,
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +45,7 @@ REGISTERED_MODEL_PAGE_SIZE = 1_000
 MODEL_VERSION_PAGE_SIZE = 10_000
 LOGGED_MODEL_PAGE_SIZE = 1_000
 TRACE_PAGE_SIZE = 5_000
+RUN_PAGE_SIZE = 10_000
 HTTP_TRACE_PAGE_SIZE = 500
 # search_logged_models and search_traces take experiment ids: this many per request.
 EXPERIMENT_BATCH_SIZE = 100
@@ -64,7 +66,7 @@ REGISTRY_TABLES = (
     "model_version_tags",
     "model_aliases",
 )
-TRACE_TABLES = ("traces", "trace_assessments")
+TRACE_TABLES = ("traces", "trace_assessments", "trace_tags", "trace_runs", "trace_model_usage")
 LISTED_TABLES = LOGGED_MODEL_TABLES + REGISTRY_TABLES + TRACE_TABLES
 
 
@@ -281,7 +283,29 @@ def registry_records(
     return records
 
 
-# --- traces and assessments -------------------------------------------------------------
+# --- traces, assessments, tags, run links and model usage -------------------------------
+
+# Keys MLflow writes (mlflow.tracing.constant; named here so etl.extract.sql_listings reads
+# the same without importing MLflow)
+SOURCE_RUN = "mlflow.sourceRun"
+TOKEN_USAGE = "mlflow.trace.tokenUsage"
+TRACE_COST = "mlflow.trace.cost"
+TRACE_USER = "mlflow.trace.user"
+TRACE_SESSION = "mlflow.trace.session"
+TRACE_MODEL_ID = "mlflow.modelId"
+TRACE_NAME_TAG = "mlflow.traceName"
+SPAN_MODEL = "mlflow.llm.model"
+SPAN_PROVIDER = "mlflow.llm.provider"
+SPAN_USAGE = "mlflow.chat.tokenUsage"
+SPAN_COST = "mlflow.llm.cost"
+TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+COST_KEYS = ("input_cost", "output_cost", "total_cost")
 
 
 def trace_page_size(tracking_uri: str) -> int:
@@ -289,27 +313,26 @@ def trace_page_size(tracking_uri: str) -> int:
 
 
 def list_traces(client: MlflowClient, experiment_ids: list[str], page_size: int) -> Iterator[Trace]:
-    """Trace infos without spans (the spans are the bulk of a trace)."""
+    """Traces with their spans: the spans' model, provider, token usage and cost become
+    trace_model_usage, and the spans are dropped (their contents never reach the warehouse)."""
     for batch in _batched(experiment_ids, EXPERIMENT_BATCH_SIZE):
         yield from _paged(
             lambda token, batch=batch: client.search_traces(  # type: ignore[misc]
                 locations=batch,
                 max_results=page_size,
                 page_token=token,
-                include_spans=False,
+                include_spans=True,
             )
         )
 
 
-def _token_usage(metadata: dict[str, str]) -> dict[str, Any]:
-    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
-    from mlflow.tracing.constant import TraceMetadataKey
-
+def json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object held as text (token usage, cost); {} for anything else."""
     try:
-        usage = json.loads(metadata.get(TraceMetadataKey.TOKEN_USAGE) or "{}")
-    except ValueError:
+        found = json.loads(text or "{}")
+    except (TypeError, ValueError):
         return {}
-    return usage if isinstance(usage, dict) else {}
+    return found if isinstance(found, dict) else {}
 
 
 def assessment_value(assessment: Any) -> str | None:
@@ -321,27 +344,90 @@ def assessment_value(assessment: Any) -> str | None:
     return json.dumps(value, sort_keys=True)
 
 
-def trace_records(traces: Iterable[Trace]) -> Records:
-    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
-    from mlflow.tracing.constant import TraceMetadataKey
+def assessment_type(assessment: Any) -> str:
+    """'feedback', 'expectation' or 'issue', as the store's assessment_type column holds it."""
+    if assessment.feedback is not None:
+        return "feedback"
+    if assessment.expectation is not None:
+        return "expectation"
+    return "issue"
 
+
+def model_usage_rows(
+    trace_id: str, spans: Iterable[dict[str, Any]]
+) -> list[tuple[str, str, str | None, int, int | None, int | None, float | None]]:
+    """trace_model_usage rows from the attributes of a trace's spans (decoded): one per
+    model and provider the spans called. Costs are summed with fsum, so the order the spans
+    arrive in does not change the last digit."""
+    grouped: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for attributes in spans:
+        model = attributes.get(SPAN_MODEL)
+        if not model or not isinstance(model, str):
+            continue
+        provider = attributes.get(SPAN_PROVIDER)
+        grouped.setdefault((model, provider or None), []).append(attributes)
+    rows = []
+    for (model, provider), calls in sorted(grouped.items(), key=lambda kv: repr(kv[0])):
+        usages = [u for u in (_as_dict(c.get(SPAN_USAGE)) for c in calls) if u]
+        costs = [
+            float(cost["total_cost"])
+            for cost in (_as_dict(c.get(SPAN_COST)) for c in calls)
+            if isinstance(cost.get("total_cost"), (int, float))
+        ]
+        rows.append(
+            (
+                trace_id,
+                model,
+                provider,
+                len(calls),
+                _token_sum(usages, "input_tokens"),
+                _token_sum(usages, "output_tokens"),
+                math.fsum(costs) if costs else None,
+            )
+        )
+    return rows
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _token_sum(usages: list[dict[str, Any]], key: str) -> int | None:
+    counts = [int(u[key]) for u in usages if isinstance(u.get(key), int)]
+    return sum(counts) if counts else None
+
+
+def trace_run(source_run: str | None, linked: Iterable[str]) -> str | None:
+    """A trace's run: the run it was logged in (mlflow.sourceRun), else the first of the
+    runs it was linked to (link_traces_to_run, mlflow.genai.evaluate)."""
+    return source_run or min(linked, default=None)
+
+
+def trace_records(traces: Iterable[Trace]) -> Records:
     records = empty_records()
     rows, assessments = records["traces"], records["trace_assessments"]
     for trace in traces:
         info = trace.info
-        usage = _token_usage(info.trace_metadata)
+        metadata = info.trace_metadata
+        usage = json_object(metadata.get(TOKEN_USAGE))
+        cost = json_object(metadata.get(TRACE_COST))
         _add(
             rows,
             trace_id=info.trace_id,
             experiment_id=info.experiment_id,
-            run_id=info.trace_metadata.get(TraceMetadataKey.SOURCE_RUN),
+            run_id=_or_none(metadata.get(SOURCE_RUN)),
             request_time=info.request_time,
             execution_duration_ms=info.execution_duration,
             state=_text(info.state),
-            input_tokens=usage.get("input_tokens"),
-            output_tokens=usage.get("output_tokens"),
-            total_tokens=usage.get("total_tokens"),
+            trace_name=_or_none(info.tags.get(TRACE_NAME_TAG)),
+            session_id=_or_none(metadata.get(TRACE_SESSION)),
+            user=_or_none(metadata.get(TRACE_USER)),
+            model_id=_or_none(metadata.get(TRACE_MODEL_ID)),
+            **{key: usage.get(key) for key in TOKEN_KEYS},
+            **{key: cost.get(key) for key in COST_KEYS},
         )
+        for key, value in info.tags.items():
+            _add(records["trace_tags"], trace_id=info.trace_id, key=key, value=value)
         for a in info.assessments:
             _add(
                 assessments,
@@ -350,8 +436,88 @@ def trace_records(traces: Iterable[Trace]) -> Records:
                 source_type=a.source.source_type if a.source else None,
                 value=assessment_value(a),
                 create_time=a.create_time_ms,
+                assessment_id=a.assessment_id,
+                assessment_type=assessment_type(a),
+                valid=a.valid,
+                overrides=_or_none(a.overrides),
+                rationale=_or_none(a.rationale),
+                source_id=_or_none(a.source.source_id) if a.source else None,
+                run_id=_or_none(a.run_id),
+                span_id=_or_none(a.span_id),
             )
+        spans = trace.data.spans if trace.data else []
+        for row in model_usage_rows(info.trace_id, (span.attributes for span in spans)):
+            _append_row(records["trace_model_usage"], row)
     return records
+
+
+def _append_row(table: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
+    for values, value in zip(table.values(), row, strict=True):
+        values.append(value)
+
+
+def list_trace_links(
+    client: MlflowClient, traced_experiments: list[str], experiment_ids: list[str]
+) -> Iterator[tuple[str, str]]:
+    """(trace_id, run_id) for every run of the experiments that hold traces and every trace
+    search_traces(run_id=...) gives for it: the traces logged in the run and those linked
+    to it. MLflow has no listing of the links themselves, hence one search per run."""
+    from mlflow.entities import ViewType
+
+    runs = _paged(
+        lambda token: client.search_runs(
+            traced_experiments,
+            run_view_type=ViewType.ALL,
+            max_results=RUN_PAGE_SIZE,
+            page_token=token,
+        )
+    )
+    for run in runs:
+        run_id = run.info.run_id
+        for batch in _batched(experiment_ids, EXPERIMENT_BATCH_SIZE):
+            for trace in _paged(
+                lambda token, batch=batch, run_id=run_id: client.search_traces(  # type: ignore[misc]
+                    locations=batch,
+                    run_id=run_id,
+                    max_results=HTTP_TRACE_PAGE_SIZE,
+                    page_token=token,
+                    include_spans=False,
+                )
+            ):
+                yield trace.info.trace_id, run_id
+
+
+def add_trace_runs(records: Records, links: Iterable[tuple[str, str]]) -> Records:
+    """trace_runs from the links (and each trace's own mlflow.sourceRun), and the traces'
+    run_id where only a link names it."""
+    traces = records["traces"]
+    listed = set(traces["trace_id"])
+    linked: dict[str, set[str]] = {}
+    for trace_id, run_id in links:
+        if trace_id in listed:
+            linked.setdefault(trace_id, set()).add(run_id)
+    for trace_id, run_id in zip(traces["trace_id"], traces["run_id"], strict=True):
+        if run_id:
+            linked.setdefault(trace_id, set()).add(run_id)
+    for trace_id in sorted(linked):
+        for run_id in sorted(linked[trace_id]):
+            _add(records["trace_runs"], trace_id=trace_id, run_id=run_id)
+    traces["run_id"] = [
+        trace_run(run_id, linked.get(trace_id, ()))
+        for trace_id, run_id in zip(traces["trace_id"], traces["run_id"], strict=True)
+    ]
+    return records
+
+
+def traced_experiments(records: Records) -> list[str]:
+    return sorted(set(records["traces"]["experiment_id"]))
+
+
+def _traces(client: MlflowClient, experiment_ids: list[str], page_size: int) -> Records:
+    records = trace_records(list_traces(client, experiment_ids, page_size))
+    traced = traced_experiments(records)
+    links = list_trace_links(client, traced, experiment_ids) if traced else iter(())
+    return add_trace_runs(records, links)
 
 
 # --- all listings -----------------------------------------------------------------------
@@ -422,9 +588,6 @@ def entity_records(
     )
     merge(
         records,
-        _or_skipped(
-            "traces",
-            lambda: trace_records(list_traces(client, experiment_ids, traces_page)),
-        ),
+        _or_skipped("traces", lambda: _traces(client, experiment_ids, traces_page)),
     )
     return {table: records[table] for table in LISTED_TABLES}

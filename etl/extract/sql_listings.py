@@ -37,13 +37,16 @@ from etl.extract.sql_store import DEFAULT_WORKSPACE, Row, StoreSnapshot
 # Optional parts of the schema (store_shape.SHAPE names them the same)
 REGISTRY = "the model registry"
 TRACE_TOKEN_COLUMNS = "trace token columns"
+TRACE_ANALYTICS = "trace names, sessions and cost columns"
 ASSESSMENTS = "trace assessments"
+SPAN_MODELS = "span models"
+TRACE_LINKS = "trace run links"
 
 IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 DELETED_VERSION_STAGE = "Deleted_Internal"
-SOURCE_RUN = "mlflow.sourceRun"
-TOKEN_USAGE = "mlflow.trace.tokenUsage"
-TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+SOURCE_RUN = entities.SOURCE_RUN
+TOKEN_USAGE = entities.TOKEN_USAGE
+SPAN_KEYS = (entities.SPAN_MODEL, entities.SPAN_PROVIDER, entities.SPAN_USAGE, entities.SPAN_COST)
 LOGGED_MODEL_STATUS = {0: "UNSPECIFIED", 1: "PENDING", 2: "READY", 3: "FAILED"}
 VALUED_ASSESSMENTS = ("feedback", "expectation")  # an issue reference has no value
 
@@ -63,9 +66,27 @@ _VERSIONS_SQL = (
     "creation_time, last_updated_time from model_versions "
     f"where current_stage <> '{DELETED_VERSION_STAGE}'"
 )
+_TRACE_METADATA_KEYS = (
+    SOURCE_RUN,
+    TOKEN_USAGE,
+    entities.TRACE_COST,
+    entities.TRACE_USER,
+    entities.TRACE_SESSION,
+    entities.TRACE_MODEL_ID,
+)
 _TRACE_METADATA_SQL = (
-    'select request_id, "key", value from trace_request_metadata '
-    f"where \"key\" in ('{SOURCE_RUN}', '{TOKEN_USAGE}')"
+    'select request_id, "key", value from trace_request_metadata where "key" in ('
+    + ", ".join(f"'{key}'" for key in _TRACE_METADATA_KEYS)
+    + ")"
+)
+_TRACE_TAGS_SQL = 'select request_id, "key", value from trace_tags'
+_MODEL_SPANS_SQL = "select trace_id, content from spans where model_name is not null"
+_TRACE_LINKS_SQL = (
+    "select entity_associations.source_id, entity_associations.destination_id, "
+    "runs.experiment_id from entity_associations "
+    "inner join runs on runs.run_uuid = entity_associations.destination_id "
+    "where entity_associations.source_type = 'trace' "
+    "and entity_associations.destination_type = 'run'"
 )
 
 
@@ -205,57 +226,86 @@ def _check_single_tenant_registry(snapshot: StoreSnapshot) -> None:
         )
 
 
-# --- traces and assessments -------------------------------------------------------------
+# --- traces, assessments, tags, run links and model usage -------------------------------
 
 
 def _traces(snapshot: StoreSnapshot, experiments: set[str], records: Records) -> None:
+    """As SqlTraceInfo.to_mlflow_entity: since 3.17 (75868b020152) the trace name, session,
+    token usage and cost are trace_info columns, and the name tag and those metadata keys
+    are read from the columns only; before, from the tag and the metadata."""
     token_columns = TRACE_TOKEN_COLUMNS in snapshot.parts
-    columns = ", ".join(TOKEN_KEYS) if token_columns else "null, null, null"
+    analytics = TRACE_ANALYTICS in snapshot.parts
+    tokens_sql = ", ".join(entities.TOKEN_KEYS) if token_columns else "null, null, null, null, null"
+    analytics_sql = (
+        "trace_name, session_id, " + ", ".join(entities.COST_KEYS)
+        if analytics
+        else "null, null, null, null, null"
+    )
     sql = (
         "select request_id, experiment_id, timestamp_ms, execution_time_ms, status, "
-        f"{columns} from trace_info"
+        f"{tokens_sql}, {analytics_sql} from trace_info"
     )
     metadata: dict[tuple[str, str], str | None] = {
         (trace_id, key): value for trace_id, key, value in snapshot.rows(_TRACE_METADATA_SQL)
     }
+    tags: dict[str, list[tuple[str, str | None]]] = {}
+    for trace_id, key, value in snapshot.rows(_TRACE_TAGS_SQL):
+        if analytics and key == entities.TRACE_NAME_TAG:
+            continue  # the trace_name column stands for it
+        tags.setdefault(trace_id, []).append((key, value))
     listed: set[str] = set()
-    for trace_id, experiment_id, request_time, duration, state, *tokens in snapshot.rows(sql):
+    for row in snapshot.rows(sql):
+        trace_id, experiment_id, request_time, duration, state = row[:5]
+        tokens, (name, session, *cost) = list(row[5:10]), row[10:]
         if str(experiment_id) not in experiments:
             continue
         listed.add(trace_id)
         if not token_columns:
-            usage = _token_usage(metadata.get((trace_id, TOKEN_USAGE)))
-            tokens = [usage.get(key) for key in TOKEN_KEYS]
+            usage = entities.json_object(metadata.get((trace_id, TOKEN_USAGE)))
+            tokens = [usage.get(key) for key in entities.TOKEN_KEYS]
+        trace_tags = tags.get(trace_id, [])
+        if analytics:
+            if name is not None:
+                trace_tags.append((entities.TRACE_NAME_TAG, name))
+        else:
+            name = dict(trace_tags).get(entities.TRACE_NAME_TAG)
+            session = metadata.get((trace_id, entities.TRACE_SESSION))
+            costs = entities.json_object(metadata.get((trace_id, entities.TRACE_COST)))
+            cost = [costs.get(key) for key in entities.COST_KEYS]
         _append(
             records["traces"],
             trace_id,
             str(experiment_id),
-            metadata.get((trace_id, SOURCE_RUN)),
+            metadata.get((trace_id, SOURCE_RUN)) or None,
             request_time,
             duration,
             _text(state),
-            *tokens,
+            *tokens[:3],
+            name or None,
+            session or None,
+            metadata.get((trace_id, entities.TRACE_USER)) or None,
+            metadata.get((trace_id, entities.TRACE_MODEL_ID)) or None,
+            *tokens[3:],
+            *cost,
         )
+        for key, value in trace_tags:
+            _append(records["trace_tags"], trace_id, key, value)
     if ASSESSMENTS in snapshot.parts:
         _assessments(snapshot, listed, records)
-
-
-def _token_usage(text: str | None) -> dict[str, Any]:
-    """The token usage metadata of a store older than the token columns (as entities reads
-    it from the trace's metadata)."""
-    try:
-        usage = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return usage if isinstance(usage, dict) else {}
+    if SPAN_MODELS in snapshot.parts:
+        _model_usage(snapshot, listed, records)
+    links = _trace_links(snapshot) if TRACE_LINKS in snapshot.parts else iter(())
+    entities.add_trace_runs(records, links)
 
 
 def _assessments(snapshot: StoreSnapshot, traces: set[str], records: Records) -> None:
     sql = (
-        "select trace_id, name, assessment_type, value, source_type, created_timestamp "
+        "select trace_id, name, assessment_type, value, source_type, created_timestamp, "
+        "assessment_id, valid, overrides, rationale, source_id, run_id, span_id "
         "from assessments"
     )
-    for trace_id, name, kind, value, source_type, created in snapshot.rows(sql):
+    for row in snapshot.rows(sql):
+        trace_id, name, kind, value, source_type, created, assessment_id, valid, *rest = row
         if trace_id not in traces:
             continue
         text = _value_text(json.loads(value)) if kind in VALUED_ASSESSMENTS else None
@@ -266,7 +316,49 @@ def _assessments(snapshot: StoreSnapshot, traces: set[str], records: Records) ->
             _source_type(source_type),
             text,
             created,
+            assessment_id,
+            kind,
+            None if valid is None else bool(valid),
+            *(_or_none(text) for text in rest),
         )
+
+
+def _model_usage(snapshot: StoreSnapshot, traces: set[str], records: Records) -> None:
+    """The spans that name a model, their attributes decoded as MLflow's Span does (each
+    attribute value is JSON text); nothing else of a span is kept."""
+    spans: dict[str, list[dict[str, Any]]] = {}
+    for trace_id, content in snapshot.rows(_MODEL_SPANS_SQL):
+        if trace_id in traces:
+            spans.setdefault(trace_id, []).append(_span_attributes(content))
+    for trace_id in sorted(spans):
+        for row in entities.model_usage_rows(trace_id, spans[trace_id]):
+            _append(records["trace_model_usage"], *row)
+
+
+def _span_attributes(content: str) -> dict[str, Any]:
+    attributes = entities.json_object(content).get("attributes")
+    decoded: dict[str, Any] = {}
+    for key in SPAN_KEYS:
+        raw = attributes.get(key) if isinstance(attributes, dict) else None
+        try:
+            decoded[key] = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            decoded[key] = raw
+    return decoded
+
+
+def _trace_links(snapshot: StoreSnapshot) -> list[tuple[str, str]]:
+    """Trace -> run links of the runs of experiments that hold traces: the runs for which
+    the API source asks search_traces(run_id=...) (entities.list_trace_links)."""
+    traced = {
+        str(experiment_id)
+        for (experiment_id,) in snapshot.rows("select distinct experiment_id from trace_info")
+    }
+    return [
+        (trace_id, run_id)
+        for trace_id, run_id, experiment_id in snapshot.rows(_TRACE_LINKS_SQL)
+        if str(experiment_id) in traced
+    ]
 
 
 def _value_text(value: Any) -> str | None:

@@ -159,17 +159,45 @@ SHAPE = (
         "867495a8f9d4, MLflow 2.14",
         TRACES,
     ),
+    Needed("trace_tags", ("request_id", "key", "value"), "867495a8f9d4, MLflow 2.14", TRACES),
     Needed(
         "trace_info",
-        ("input_tokens", "output_tokens", "total_tokens"),
+        (
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ),
         "75868b020152, MLflow 3.17",
         "trace token columns",
+    ),
+    Needed(
+        "trace_info",
+        ("trace_name", "session_id", "input_cost", "output_cost", "total_cost"),
+        "75868b020152, MLflow 3.17",
+        "trace names, sessions and cost columns",
     ),
     Needed(
         "assessments",
         ("trace_id", "name", "assessment_type", "value", "source_type", "created_timestamp"),
         "770bee3ae1dd, MLflow 3.2",
         "trace assessments",
+    ),
+    Needed(
+        "assessments",
+        ("assessment_id", "valid", "overrides", "rationale", "source_id", "run_id", "span_id"),
+        "770bee3ae1dd, MLflow 3.2",
+        "trace assessments",
+    ),
+    Needed(
+        "entity_associations",
+        ("source_type", "source_id", "destination_type", "destination_id"),
+        "de4033877273, MLflow 3.2",
+        "trace run links",
+    ),
+    Needed(
+        "spans", ("trace_id", "content", "model_name"), "75868b020152, MLflow 3.17", "span models"
     ),
     Needed("experiments", ("workspace",), "1b5f0d9ad7c1, MLflow 3.10", WORKSPACES),
 )

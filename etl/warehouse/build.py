@@ -59,6 +59,7 @@ _ARROW_TYPES = {
     "double": pa.float64(),
     "bigint": pa.int64(),
     "ms": pa.int64(),
+    "boolean": pa.bool_(),
 }
 ARROW_SCHEMAS = {
     table: pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in cols])

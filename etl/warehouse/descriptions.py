@@ -32,8 +32,23 @@ TABLES: dict[str, str] = {
     "model_versions": "every version of each registered model",
     "model_version_tags": "the tags of each model version",
     "model_aliases": "the version each alias points at now",
-    "traces": "each GenAI trace: when, how long, its state and tokens",
-    "trace_assessments": "the assessments (feedback, expectations) of each trace",
+    "traces": (
+        "each GenAI trace: when, how long, its state, name, session, user, logged model, "
+        "tokens and cost (USD, as MLflow prices them)"
+    ),
+    "trace_assessments": (
+        "the assessments (feedback, expectations, issue references) of each trace, an "
+        "overridden feedback too (valid false)"
+    ),
+    "trace_tags": "the tags of each trace",
+    "trace_runs": (
+        "every run each trace belongs to: the run it was logged in and the runs it was "
+        "linked to (`link_traces_to_run`, `mlflow.genai.evaluate`)"
+    ),
+    "trace_model_usage": (
+        "per trace and model: the LLM calls its spans made, their tokens and cost (span "
+        "contents are not kept)"
+    ),
     "model_alias_history": "each alias change an extract saw, kept across full rebuilds",
     "extract_log": "one row per extract, kept across full rebuilds",
     "runreport_meta": "`schema_version`; a warehouse of another version gets a full extract",
@@ -129,7 +144,23 @@ VIEWS: dict[str, str] = {
         "traces per day and experiment: how many, errors, latency p50 and p95, tokens"
     ),
     "assessment_pass_rates": (
-        "per experiment and assessment name: how many, and the share that passed"
+        "per experiment and feedback name: how many valid feedbacks, and the share that "
+        "passed, as MLflow counts them (overridden feedback and expectations left out)"
+    ),
+    "assessment_expectations": (
+        "per experiment and expectation name: the ground truth logged on traces"
+    ),
+    "genai_cost_per_day": (
+        "per day, experiment and model: LLM calls, tokens, cost (USD) and traces"
+    ),
+    "genai_usage_per_user": (
+        "per experiment and app user: traces, sessions, errors, tokens and cost"
+    ),
+    "genai_sessions": (
+        "one row per session: its users, traces, errors, tokens, cost, first and last request"
+    ),
+    "traces_by_name": (
+        "per experiment and trace name: how many, errors, latency p50 and p95, tokens, cost"
     ),
     "runs_wide": (
         "what `mlflow.search_runs(search_all_experiments=True)` returns, one column per "
