@@ -462,7 +462,7 @@ def list_trace_links(
     """(trace_id, run_id) for every run of the experiments that hold traces and every trace
     search_traces(run_id=...) gives for it: the traces logged in the run and those linked
     to it. MLflow has no listing of the links themselves, hence one search per run."""
-    from mlflow.entities import ViewType
+    from mlflow.entities import ViewType  # MLflow loads only on this (the API) path
 
     runs = _paged(
         lambda token: client.search_runs(
