@@ -7,10 +7,19 @@ keeps what changed since yesterday's. `latest` then points at today's folder.
 
 The lock is held for the whole job, so two cron entries on one warehouse never overlap.
 A failure in the extract or the render leaves the previous warehouse and the previous
-report whole and sends no report. Any failure at all (a held lock aside) sends one short
-notice to the on_failure recipients, saying what is true afterwards, then exits 1 as
-before; `--no-email` sends no mail at all, the notice included. A failed email leaves the
-new report in place and exits 1. Pruning removes only dated folders the job wrote.
+report whole. An extract that fails against the tracking store (a JobFailed: server down
+after its retries, a store that shrank) still gets today's report, rendered from the
+previous warehouse: its banner says the extract failed, why, and how old the data is (the
+failure waits beside the warehouse, etl/warehouse/extract_log.py), and it is mailed to the
+leads as usual; the job still exits 1 so cron sees the failure. Any failure at all (a held
+lock aside) sends one short notice to the on_failure recipients, saying what is true
+afterwards; `--no-email` sends no mail at all, the notice included. A failed email leaves
+the new report in place and exits 1. Pruning removes only dated folders the job wrote;
+then reports/index.html lists the dated reports that remain.
+
+Extract failures of the hourly and weekly `extract` cron lines notify too, once per failure
+streak (`notify_extract_outcome`); a failed `run` extract counts in the same streak, and
+the first extract that succeeds afterwards sends "recovered".
 """
 
 from __future__ import annotations
@@ -29,13 +38,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from etl.config import Config
-from etl.errors import LockHeld, RunreportError
+from etl.errors import JobFailed, LockHeld, RunreportError
 from etl.mail import MailSettings, email_report, send_failure_notice
 from etl.redact import redact_text
+from etl.warehouse import extract_log
 from etl.warehouse.build import check_writable
+from etl.warehouse.extract_log import FailureStreak
 from etl.warehouse.lock import warehouse_lock
 
 if TYPE_CHECKING:
+    from etl.extract.source import Mode
+    from etl.refresh import ExtractSummary
     from etl.report.model import Clock
     from etl.report.render import ReportResult
 
@@ -67,8 +80,9 @@ def run_job(config: Config, force_full: bool = False, send_email: bool = True) -
     except LockHeld:
         raise  # not a failure: the other run does the job
     except Exception as exc:
-        if config.on_failure and send_email:
-            _notify_failure(config, exc, progress)
+        sent = bool(config.on_failure and send_email) and _notify_failure(config, exc, progress)
+        if progress.step == "extract":  # one failure of the streak the hourly extracts share
+            _record_extract_failure(config, exc, notified=sent)
         raise
 
 
@@ -78,6 +92,11 @@ class JobProgress:
 
     step: str = "start"
     folder: Path | None = None
+    # after a failed extract: how far the report from the previous warehouse got
+    # (None: not tried; "report", "email", "done")
+    fallback: str | None = None
+    data_as_of: str | None = None  # that report's data_as_of
+    mailed_to: int = 0  # recipients of that report
 
 
 def _run_locked(
@@ -92,16 +111,26 @@ def _run_locked(
     mail = MailSettings.from_config(config) if send_email else None
     Templates(config.templates)
     progress.step = "extract"
-    with step("extract") as counts:
-        # incremental, unless asked for full or the last full extract is too old (the
-        # extract decides that from the previous warehouse, which it reads once)
-        summary = extract_from_config(
-            config,
-            "full" if force_full else "incremental",
-            hold_lock=False,
-            full_every=timedelta(days=config.full_refresh_days),
-        )
-        counts.update(mode=summary.mode, runs=summary.runs, experiments=summary.experiments)
+    had_warehouse = config.db.is_file()
+    try:
+        with step("extract") as counts:
+            # incremental, unless asked for full or the last full extract is too old (the
+            # extract decides that from the previous warehouse, which it reads once)
+            summary = extract_from_config(
+                config,
+                "full" if force_full else "incremental",
+                hold_lock=False,
+                full_every=timedelta(days=config.full_refresh_days),
+            )
+            counts.update(mode=summary.mode, runs=summary.runs, experiments=summary.experiments)
+    except JobFailed as extract_error:
+        # the store failed, not the setup: the failure waits beside the warehouse, so the
+        # report from the previous one carries its banner
+        if had_warehouse:
+            report_from_previous(config, now, mail, progress, extract_error)
+        raise
+    if send_email:
+        notify_extract_outcome(config, None)
 
     if config.export_parquet is not None:
         from etl.warehouse.export import export_parquet  # loaded only when asked for
@@ -127,7 +156,60 @@ def _run_locked(
     progress.step = "prune"
     with step("prune") as counts:
         counts["removed"] = len(prune_reports(config.out, clock.today, config.retention_days))
+
+    progress.step = "index"
+    with step("index") as counts:
+        counts["reports"] = rewrite_history_index(config)
     return folder
+
+
+def report_from_previous(
+    config: Config,
+    now: datetime,
+    mail: MailSettings | None,
+    progress: JobProgress,
+    extract_error: Exception,
+) -> None:
+    """The extract failed: today's report from the warehouse as it was, mailed to the leads
+    as usual, so they hear something at 06:00. Whatever fails here is logged; the extract's
+    error is the job's. The warehouse is only read."""
+    from etl.report.render import report_clock  # matplotlib and Jinja: only for a report
+
+    log.warning(
+        "extract failed (%s): rendering today's report from the previous warehouse",
+        describe_failure(extract_error),
+    )
+    try:
+        progress.fallback = "report"
+        with step("report") as counts:
+            clock = report_clock(config, now)
+            result = render_dated(config, clock=clock)
+            progress.folder = result.out
+            progress.data_as_of = result.figures.get("data_as_of")
+            counts.update(folder=result.out, data_as_of=progress.data_as_of)
+        if mail is not None and mail.to_addrs:
+            progress.fallback = "email"
+            with step("email") as counts:
+                email_report(result.out, mail, config.attach_csv, None)
+                counts["recipients"] = progress.mailed_to = len(mail.to_addrs)
+        progress.fallback = "done"
+        with step("prune") as counts:
+            counts["removed"] = len(prune_reports(config.out, clock.today, config.retention_days))
+        with step("index") as counts:
+            counts["reports"] = rewrite_history_index(config)
+    except Exception as exc:
+        log.error(
+            "the report from the previous warehouse failed too, in its %s step: %s",
+            progress.fallback,
+            describe_failure(exc),
+        )
+
+
+def rewrite_history_index(config: Config) -> int:
+    """report.out/index.html, listing the dated reports that remain; returns their count."""
+    from etl.report.history_index import write_history_index  # Jinja: only when a job runs
+
+    return write_history_index(config.out, templates=config.templates)
 
 
 def render_dated(
@@ -230,6 +312,18 @@ AFTERMATH = {
     "was not sent to every recipient.",
     "prune": "The warehouse, the report in {folder} and its mail are done; only removing old "
     "report folders failed.",
+    "index": "The warehouse, the report in {folder} and its mail are done; only rewriting the "
+    "reports' index (index.html beside the dated folders) failed.",
+}
+# after a failed extract, by how far the report from the previous warehouse got
+FALLBACK_AFTERMATH = {
+    "report": "The previous warehouse and report are unchanged; rendering today's report from "
+    "the previous warehouse failed too (see the job's log).",
+    "email": "The previous warehouse is unchanged. Today's report in {folder} was rendered "
+    "from it (data as of {data_as_of}) with the failure on top, but its mail was not sent "
+    "to every recipient.",
+    "done": "The previous warehouse is unchanged. Today's report in {folder} was rendered "
+    "from it (data as of {data_as_of}) with the failure on top{mailed}.",
 }
 
 
@@ -239,7 +333,13 @@ def failure_notice(exc: BaseException, progress: JobProgress) -> tuple[str, str]
     subject = redact_text(" ".join(f"runreport failed: {line}".split()))
     if len(subject) > 140:
         subject = subject[:139] + "…"
-    aftermath = AFTERMATH[progress.step].format(folder=progress.folder)
+    if progress.step == "extract" and progress.fallback is not None:
+        mailed = f", and mailed to {progress.mailed_to} recipient(s)" if progress.mailed_to else ""
+        aftermath = FALLBACK_AFTERMATH[progress.fallback].format(
+            folder=progress.folder, data_as_of=progress.data_as_of or "unknown", mailed=mailed
+        )
+    else:
+        aftermath = AFTERMATH[progress.step].format(folder=progress.folder)
     body = (
         f"The scheduled runreport job on {socket.gethostname()} failed at "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, in its {progress.step} step.\n\n"
@@ -248,9 +348,105 @@ def failure_notice(exc: BaseException, progress: JobProgress) -> tuple[str, str]
     return subject, redact_text(body)
 
 
-def _notify_failure(config: Config, exc: BaseException, progress: JobProgress) -> None:
-    subject, body = failure_notice(exc, progress)
+def _notify_failure(config: Config, exc: BaseException, progress: JobProgress) -> bool:
+    return _send_notice(config, *failure_notice(exc, progress))
+
+
+def _send_notice(config: Config, subject: str, body: str) -> bool:
+    """Mail a notice to the on_failure recipients; False (and a logged error) when it
+    could not be sent: the job's own error matters more."""
     try:
         send_failure_notice(MailSettings.from_config(config), config.on_failure, subject, body)
-    except Exception as notice_error:  # the job's own error matters more
+    except Exception as notice_error:
         log.error("could not send the failure notice: %s", describe_failure(notice_error))
+        return False
+    return True
+
+
+# --- extract failure streaks: one notice when extracts start failing, one when they recover
+
+
+def extract_notified(config: Config, mode: Mode, *, allow_shrink: bool = False) -> ExtractSummary:
+    """What `runreport extract` (the hourly and weekly cron lines) runs: the extract, then
+    the on_failure notice of its outcome, once per failure streak (notify_extract_outcome).
+    The extract's own error propagates."""
+    from etl.refresh import extract_from_config  # MLflow loads only when an extract runs
+
+    try:
+        summary = extract_from_config(config, mode, allow_shrink=allow_shrink)
+    except Exception as exc:
+        notify_extract_outcome(config, exc)
+        raise
+    notify_extract_outcome(config, None)
+    return summary
+
+
+def notify_extract_outcome(config: Config, error: BaseException | None) -> None:
+    """Tell the on_failure recipients about an extract's outcome, once per failure streak:
+    the first failure sends a notice, the failures after it none, and the first success
+    after a notified streak sends "recovered". `error` is the extract's exception, None
+    for a success; a held lock (exit 75) is neither. The streak is kept beside the
+    warehouse (etl/warehouse/extract_log.py), so each cron process sees the last one's.
+    Never raises: the extract's own outcome is what the command reports."""
+    if isinstance(error, LockHeld):
+        return
+    try:
+        if error is None:
+            streak = extract_log.end_streak(config.db)
+            if streak is not None and streak.notified_at is not None and config.on_failure:
+                _send_notice(config, *recovered_notice(streak))
+            return
+        _record_extract_failure(config, error, notified=False, notify=True)
+    except Exception as exc:  # a streak file that cannot be removed: say so, go on
+        log.error("could not keep the extract failure streak: %s", describe_failure(exc))
+
+
+def _record_extract_failure(
+    config: Config, error: BaseException, *, notified: bool, notify: bool = False
+) -> None:
+    """Count a failed extract in the streak; with `notify`, send the streak's notice if
+    none went out yet (`notified`: the caller sent one itself). Never raises."""
+    now = datetime.now(timezone.utc)
+    line = describe_failure(error)
+    try:
+        streak = extract_log.read_streak(config.db)
+        if streak is None:
+            streak = FailureStreak(started_at=now, failed_at=now, failures=1, error=line)
+        else:
+            streak.failed_at, streak.failures, streak.error = now, streak.failures + 1, line
+        if notified and streak.notified_at is None:
+            streak.notified_at = now
+        wanted = notify and streak.notified_at is None and config.on_failure
+        if wanted and _send_notice(config, *streak_notice(streak)):
+            streak.notified_at = now
+        extract_log.write_streak(config.db, streak)
+    except Exception as exc:  # a folder that cannot be written: say so, go on
+        log.error("could not keep the extract failure streak: %s", describe_failure(exc))
+
+
+def streak_notice(streak: FailureStreak) -> tuple[str, str]:
+    """(subject, body) of the one notice of a failure streak; every word redacted."""
+    subject = redact_text(" ".join(f"runreport extract failed: {streak.error}".split()))
+    if len(subject) > 140:
+        subject = subject[:139] + "…"
+    body = (
+        f"The scheduled runreport extract on {socket.gethostname()} failed at "
+        f"{streak.failed_at:%Y-%m-%d %H:%M} UTC.\n\n{streak.error}\n\n"
+        "The previous warehouse is unchanged. This is the one notice of this failure: "
+        "extracts that keep failing send no more, and the first one that succeeds sends "
+        "a 'recovered' notice.\n"
+    )
+    return subject, redact_text(body)
+
+
+def recovered_notice(streak: FailureStreak) -> tuple[str, str]:
+    """(subject, body) of the notice that ends a failure streak."""
+    failures = f"{streak.failures} failed extract{'s' if streak.failures != 1 else ''}"
+    subject = f"runreport recovered: the extract succeeded after {failures}"
+    body = (
+        f"The runreport extract on {socket.gethostname()} succeeded at "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, after {failures} since "
+        f"{streak.started_at:%Y-%m-%d %H:%M} UTC. The warehouse is up to date again.\n\n"
+        f"The last failure ({streak.failed_at:%Y-%m-%d %H:%M} UTC): {streak.error}\n"
+    )
+    return subject, redact_text(body)

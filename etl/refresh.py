@@ -19,8 +19,13 @@ from etl.extract import entities
 from etl.extract.history import SkippedHistories
 from etl.extract.open_source import open_source
 from etl.extract.source import Mode, Plan, RunSource
-from etl.extract.tracking import check_tracking_uri, default_tracking_uri, redact, sqlite_path
-from etl.extract.tracking_timeout import bound_tracking_wait
+from etl.extract.tracking import (
+    check_tracking_uri,
+    configure_tracking_client,
+    default_tracking_uri,
+    redact,
+    sqlite_path,
+)
 from etl.progress import RunProgress
 from etl.redact import remember_secrets_of
 from etl.schema import SCHEMA_VERSION
@@ -247,7 +252,7 @@ def extract_from_config(
 ) -> ExtractSummary:
     """run_extract with everything the configuration says (etl.config.resolve), as both
     `runreport extract` and `runreport run` call it."""
-    bound_tracking_wait(config.tracking_timeout)
+    configure_tracking_client(config.tracking_timeout, config.tracking_retries)
     view_settings = ViewSettings.given_in(config)
 
     def extract(uri: str, db: Path, via: Via | None, hold: bool) -> ExtractSummary:

@@ -23,7 +23,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from etl.errors import interrupted_message
-from etl.extract.tracking_timeout import bound_tracking_wait, mlflow_http_settings
 from etl.job import MARKER_TEXT, REPORT_MARKER, point_latest
 from tests.conftest import StoreFacts, build_rich_store, free_port, run_cli, unstamped
 from tests.smtp_servers import smtp_server
@@ -249,22 +248,6 @@ def test_prune_removes_only_report_folders_runreport_wrote(
 
 
 # 4. a hanging tracking server
-
-
-@pytest.mark.pure
-def test_tracking_wait_budget_holds_for_any_setting() -> None:
-    for seconds in (1, 2, 29, 30, 31, 60, 300, 3600):
-        settings = mlflow_http_settings(seconds)
-        attempts = int(settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) + 1
-        factor = int(settings["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
-        jitter = float(settings["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"])
-        sleeping = sum(factor * 2 ** (n - 1) + jitter for n in range(2, attempts))
-        waiting = attempts * int(settings["MLFLOW_HTTP_REQUEST_TIMEOUT"])
-        assert waiting + sleeping <= max(seconds, 1), (seconds, settings)
-    env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5"}
-    assert bound_tracking_wait(300, env) == 300
-    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5", "a variable the user set wins"
-    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
 
 
 @pytest.mark.parametrize("where", ["env", "config"])

@@ -1,6 +1,7 @@
 """The warehouse's own bookkeeping: extract_log rows (by column name, so a warehouse of an
 older schema version still reads and copies), runreport_meta, what the next extract needs
-to know about the previous warehouse, and failed extracts waiting beside it."""
+to know about the previous warehouse, failed extracts waiting beside it, and the streak of
+failed extracts the on_failure recipients were told about."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import duckdb
 
 from etl.errors import JobFailed
 from etl.schema import EXTRACT_LOG_COLUMNS, META_DDL, META_TABLE, SCHEMA_VERSION, SOURCE_COLUMN
+from etl.warehouse.atomic import write_file
 from etl.warehouse.connect import open_warehouse, quote_ident, table_names
 
 
@@ -169,3 +171,69 @@ def record_extract(con: duckdb.DuckDBPyConnection, db: Path, **values: Any) -> N
             insert_row(con, extract_id=next_id, status="failed", **json.loads(line))
             next_id += 1
     insert_row(con, extract_id=next_id, status="ok", **values)
+
+
+@dataclass
+class FailureStreak:
+    """Extracts failing one after another, and whether on_failure has heard of it: kept
+    beside the warehouse (streak_file) so the hourly cron processes share it. The failed
+    extracts themselves wait in the failure log; this file outlives a success long enough
+    for the "recovered" notice to say what ended."""
+
+    started_at: datetime  # the first failure of the streak
+    failed_at: datetime  # the newest
+    failures: int
+    error: str  # the newest failure, one redacted line
+    notified_at: datetime | None = None  # when on_failure was told; None: not yet
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "started_at": self.started_at.isoformat(),
+                "failed_at": self.failed_at.isoformat(),
+                "failures": self.failures,
+                "error": self.error,
+                "notified_at": self.notified_at.isoformat() if self.notified_at else None,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FailureStreak:
+        data = json.loads(text)
+        notified = data.get("notified_at")
+        return cls(
+            started_at=datetime.fromisoformat(data["started_at"]),
+            failed_at=datetime.fromisoformat(data["failed_at"]),
+            failures=int(data["failures"]),
+            error=str(data["error"]),
+            notified_at=datetime.fromisoformat(notified) if notified else None,
+        )
+
+
+def streak_file(db: Path) -> Path:
+    return db.with_name(db.name + ".failure-streak.json")
+
+
+def read_streak(db: Path) -> FailureStreak | None:
+    """The failure streak in progress, or None. A file cut short or garbled by hand counts
+    as a streak already notified: one notice too few beats one an hour."""
+    try:
+        text = streak_file(db).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return FailureStreak.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        now = datetime.now(timezone.utc)
+        return FailureStreak(now, now, 1, "unknown (the streak file was unreadable)", now)
+
+
+def write_streak(db: Path, streak: FailureStreak) -> None:
+    write_file(streak_file(db), (streak.to_json() + "\n").encode("utf-8"))
+
+
+def end_streak(db: Path) -> FailureStreak | None:
+    """Remove the streak file; returns the streak it held, if any."""
+    streak = read_streak(db)
+    streak_file(db).unlink(missing_ok=True)
+    return streak
