@@ -12,7 +12,10 @@ from typing import Any
 # 3: MLflow 3's datasets, run inputs/outputs, logged models, registry, traces.
 # 4: GenAI (issue #24): trace names, sessions, users, cost, tags, runs and model usage;
 #    assessment types, validity and overrides.
-SCHEMA_VERSION = 4
+# 5: prompts (issue #24): prompts, prompt_tags, prompt_versions, prompt_aliases; prompt alias
+#    moves in model_alias_history (its `kind`); model_versions.user_id and run_link; the
+#    issues MLflow detected in traces.
+SCHEMA_VERSION = 5
 META_TABLE = "runreport_meta"
 # the column a warehouse combined from [[sources]] names each row's tracking store by
 SOURCE_COLUMN = "tracking_source"
@@ -112,6 +115,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("description", "varchar"),
         ("creation_time", "ms"),
         ("last_updated_time", "ms"),
+        ("user_id", "varchar"),
+        ("run_link", "varchar"),
     ],
     "model_version_tags": [
         ("name", "varchar"),
@@ -120,6 +125,21 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("value", "varchar"),
     ],
     "model_aliases": [("name", "varchar"), ("alias", "varchar"), ("version", "varchar")],
+    # the prompt registry: registered models tagged mlflow.prompt.is_prompt, as search_prompts
+    # and search_prompt_versions list them
+    "prompts": [("name", "varchar"), ("description", "varchar"), ("creation_time", "ms")],
+    "prompt_tags": [("name", "varchar"), ("key", "varchar"), ("value", "varchar")],
+    "prompt_versions": [
+        ("name", "varchar"),
+        ("version", "varchar"),
+        ("template", "varchar"),
+        ("prompt_type", "varchar"),
+        ("commit_message", "varchar"),
+        ("user_id", "varchar"),
+        ("creation_time", "ms"),
+        ("last_updated_time", "ms"),
+    ],
+    "prompt_aliases": [("name", "varchar"), ("alias", "varchar"), ("version", "varchar")],
     "traces": [
         ("trace_id", "varchar"),
         ("experiment_id", "varchar"),
@@ -157,6 +177,21 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "trace_tags": [("trace_id", "varchar"), ("key", "varchar"), ("value", "varchar")],
     "trace_runs": [("trace_id", "varchar"), ("run_id", "varchar")],
+    # the quality or operational problems MLflow detected in traces (search_issues)
+    "issues": [
+        ("issue_id", "varchar"),
+        ("experiment_id", "varchar"),
+        ("name", "varchar"),
+        ("description", "varchar"),
+        ("status", "varchar"),
+        ("severity", "varchar"),
+        ("categories", "varchar"),
+        ("source_run_id", "varchar"),
+        ("created_by", "varchar"),
+        ("created_time", "ms"),
+        ("last_updated_time", "ms"),
+        ("traces", "bigint"),
+    ],
     # per trace and model: the spans that called it, summed (span contents stay out)
     "trace_model_usage": [
         ("trace_id", "varchar"),
@@ -173,13 +208,15 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 RUN_TABLES = ("runs", "params", "metrics", "tags", "metric_history", "run_inputs", "run_outputs")
 
 # One row each time an extract sees an alias point somewhere new (version NULL: it
-# vanished). Not in TABLES: no extract writes it from records, and a full rebuild keeps it.
+# vanished), of a registered model (kind 'model') or a prompt ('prompt'). Not in TABLES: no
+# extract writes it from records, and a full rebuild keeps it.
 ALIAS_HISTORY_DDL = """
 create table if not exists model_alias_history (
     observed_at timestamptz,
     name varchar,
     alias varchar,
-    version varchar
+    version varchar,
+    kind varchar
 )
 """
 

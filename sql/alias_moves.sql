@@ -1,18 +1,23 @@
 -- Every alias change seen, newest first; the report keeps those in its window
 -- (model_alias_history: MLflow keeps no history, so runreport records what each extract
 -- sees; it starts with the first extract).
--- change: 'first_seen' (the alias was already set when the history began), 'set' (a new
--- alias), 'moved' (to another version) or 'removed' (version NULL).
+-- kind: 'model' (a registered model's alias) or 'prompt' (a prompt's, set_prompt_alias).
+-- change: 'first_seen' (the alias was already set when the history of its kind began:
+-- prompts' begins with the first extract that read them), 'set' (a new alias), 'moved'
+-- (to another version) or 'removed' (version NULL).
 with
 
 history as (
     select
         observed_at,
+        kind,
         name,
         alias,
         version,
-        lag(version) over (partition by name, alias order by observed_at) as previous_version,
-        row_number() over (partition by name, alias order by observed_at) as observation
+        lag(version) over (partition by kind, name, alias order by observed_at)
+            as previous_version,
+        row_number() over (partition by kind, name, alias order by observed_at) as observation,
+        min(observed_at) over (partition by kind) as history_start
     from model_alias_history
 ),
 
@@ -25,14 +30,13 @@ final as (
         version,
         case
             when version is null then 'removed'
-            when observation = 1
-                and observed_at = (select min(observed_at) from model_alias_history)
-                then 'first_seen'
+            when observation = 1 and observed_at = history_start then 'first_seen'
             when previous_version is null then 'set'
             else 'moved'
-        end as change
+        end as change,
+        kind
     from history
 )
 
 select * from final
-order by observed_at desc, name, alias
+order by observed_at desc, kind, name, alias

@@ -3,7 +3,7 @@ functions stand for the LLM (their spans carry a model, a provider and token cou
 MLflow prices them itself), sessions and users, tags, an LLM judge's feedback a human
 overrides, an expectation, a numeric score, an error, a trace logged in a run and traces
 linked to an evaluation run, a logged model serving traces, and a prompt with two versions
-and an alias that moves.
+and two aliases, and a registered model (with a run link) beside them.
 
 `build_genai_store(folder)` copies the session's template (built once by
 `log_genai_store`)."""
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import AssessmentSource
+from mlflow.entities import AssessmentSource, IssueSeverity, IssueStatus
 
 from tests.conftest import new_store
 from tests.templates import copy_store, template
@@ -28,6 +28,14 @@ HUMAN = AssessmentSource(source_type="HUMAN", source_id="ann@example.com")
 # models MLflow prices from its bundled table (checked: both give a cost offline)
 CHEAP = ("gpt-4o-mini", "openai")
 BIG = ("gpt-4o", "openai")
+PROMPT = "support-answer"
+JUDGE_PROMPT = "judge-instructions"
+CHAT_TEMPLATE = [
+    {"role": "system", "content": "You answer questions about {{topic}}."},
+    {"role": "user", "content": "{{question}}"},
+]
+MODEL = "support-bot"  # a registered model beside the prompts
+RUN_LINK = "https://ci.example.com/builds/7"
 
 
 @dataclass
@@ -144,4 +152,63 @@ def log_genai_store(uri: str) -> GenaiStore:
     client.link_traces_to_run([traces["alice_1"], traces["alice_2"]], store.eval_run_id)
     client.link_traces_to_run([traces["in_run"]], store.eval_run_id)
     client.set_terminated(store.eval_run_id)
+    log_prompts(store)
     return store
+
+
+def log_prompts(store: GenaiStore) -> None:
+    """Two prompts (one with a text and a chat version and two aliases) and a registered
+    model with an alias of its own, registered from the served logged model."""
+    with fluent_api(store.uri, store.experiment_id):
+        mlflow.genai.register_prompt(
+            PROMPT,
+            template="Answer {{question}} politely.",
+            commit_message="first wording",
+            tags={"team": "support"},
+        )
+        mlflow.genai.register_prompt(PROMPT, template=CHAT_TEMPLATE, commit_message="as a chat")
+        mlflow.genai.set_prompt_alias(PROMPT, "production", 1)
+        mlflow.genai.set_prompt_alias(PROMPT, "staging", 2)
+        mlflow.genai.register_prompt(JUDGE_PROMPT, template="Is {{answer}} correct?")
+        client = MlflowClient(store.uri)
+        client.create_registered_model(MODEL)
+        client.create_model_version(
+            MODEL,
+            source=f"models:/{store.model_id}",
+            run_id=store.source_run_id,
+            run_link=RUN_LINK,
+            model_id=store.model_id,
+        )
+        client.set_registered_model_alias(MODEL, "production", "1")
+
+
+def log_issues(store: GenaiStore) -> dict[str, str]:
+    """Issues as MLflow's issue detection records them (the tracking store's create_issue,
+    then log_issue on the traces it found them in): a high-severity one in three traces
+    found by the evaluation run, a resolved low one in one trace, and a pending one in
+    none. Not in the template: they add issue references to the traces' assessments.
+    Returns name -> issue id."""
+    tracking = MlflowClient(store.uri)._tracking_client.store
+    found = {
+        "wrong refund policy": (IssueSeverity.HIGH, IssueStatus.PENDING, ["correctness"]),
+        "slow answers": (IssueSeverity.LOW, IssueStatus.RESOLVED, None),
+        "tone": (None, IssueStatus.PENDING, ["style", "brand"]),
+    }
+    ids = {}
+    for name, (severity, status, categories) in found.items():
+        ids[name] = tracking.create_issue(
+            store.experiment_id,
+            name,
+            f"the app shows {name}",
+            status=status,
+            severity=severity,
+            source_run_id=store.eval_run_id if severity is IssueSeverity.HIGH else None,
+            categories=categories,
+            created_by="issue-detector",
+        ).issue_id
+    t = store.traces
+    with fluent_api(store.uri, store.experiment_id):
+        for label in ("alice_1", "alice_2", "bob_2"):
+            mlflow.log_issue(trace_id=t[label], issue_id=ids["wrong refund policy"])
+        mlflow.log_issue(trace_id=t["bob_1"], issue_id=ids["slow answers"])
+    return ids

@@ -297,3 +297,83 @@ def _add_trace_rows(trace: Any, linked: set[str], found: dict[str, list[tuple[An
                 math.fsum(known) if known else None,
             )
         )
+
+
+# --- the prompt registry, as search_prompts, search_prompt_versions and get_prompt_version list it
+
+PROMPT_TABLES = ("prompts", "prompt_tags", "prompt_versions", "prompt_aliases")
+
+
+def prompt_rows(uri: str) -> Rows:
+    """The prompt tables as MLflow's prompt API gives them: every prompt search_prompts
+    lists, every version search_prompt_versions lists for it, and every alias with the
+    version get_prompt_version(name, alias) resolves it to. MLflow's prompt API names
+    no alias of a prompt (PromptVersion.aliases arrives empty): their names come from the
+    registered-model listing search_prompts reads, their versions from get_prompt_version
+    (load_prompt would link the prompt to the active experiment: a read that writes)."""
+    client = MlflowClient(uri, registry_uri=uri)
+    found: dict[str, list[tuple[Any, ...]]] = {t: [] for t in PROMPT_TABLES}
+    prompt_filter = "tags.`mlflow.prompt.is_prompt` = 'true'"
+    alias_names = {
+        rm.name: sorted(rm.aliases)
+        for rm in _all_pages(
+            lambda t: client.search_registered_models(filter_string=prompt_filter, page_token=t)
+        )
+    }
+    for prompt in _all_pages(lambda t: client.search_prompts(page_token=t)):
+        name = prompt.name
+        found["prompts"].append((name, prompt.description, prompt.creation_timestamp))
+        found["prompt_tags"] += [(name, k, v) for k, v in prompt.tags.items()]
+        for v in _all_pages(lambda t, n=name: client.search_prompt_versions(n, page_token=t)):
+            template = v.template if isinstance(v.template, str) else json.dumps(v.template)
+            found["prompt_versions"].append(
+                (
+                    name,
+                    str(v.version),
+                    template,
+                    "text" if v.is_text_prompt else "chat",
+                    v.commit_message,
+                    v.user_id,
+                    v.creation_timestamp,
+                    v.last_updated_timestamp,
+                )
+            )
+        for alias in alias_names[name]:
+            resolved = client.get_prompt_version(name, alias)
+            assert resolved is not None, f"{name}@{alias} resolves to no version"
+            found["prompt_aliases"].append((name, alias, str(resolved.version)))
+    return {table: sorted(map(repr, rows)) for table, rows in found.items()}
+
+
+# --- the issues MLflow detected, as the tracking store's search_issues lists them
+
+
+def issue_rows(uri: str) -> list[str]:
+    """Every issue of every experiment with its trace count (search_issues, one experiment
+    at a time: what /api/3.0/mlflow/issues/search answers), in the warehouse's columns."""
+    client = MlflowClient(uri)
+    store = client._tracking_client.store
+    rows = []
+    for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000):
+        for issue in _all_pages(
+            lambda t, e=e: store.search_issues(
+                experiment_id=e.experiment_id, page_token=t, include_trace_count=True
+            )
+        ):
+            rows.append(
+                (
+                    issue.issue_id,
+                    issue.experiment_id,
+                    issue.name,
+                    issue.description,
+                    issue.status.value,
+                    issue.severity.value if issue.severity else None,
+                    json.dumps(issue.categories) if issue.categories else None,
+                    issue.source_run_id,
+                    issue.created_by,
+                    issue.created_timestamp,
+                    issue.last_updated_timestamp,
+                    issue.trace_count,
+                )
+            )
+    return sorted(map(repr, rows))

@@ -36,7 +36,7 @@ from etl.extract.entities import PageSizes
 from etl.refresh import ExtractOptions, run_extract
 from etl.schema import TABLES
 from tests.conftest import log_run, new_store, run_cli, start_mlflow_server
-from tests.oracle import GENAI_TABLES, genai_rows, warehouse_rows
+from tests.oracle import GENAI_TABLES, PROMPT_TABLES, genai_rows, warehouse_rows
 from tests.templates import copy_store, template
 
 Rows = Counter[tuple[Any, ...]]
@@ -45,7 +45,7 @@ CONTEXT = "mlflow.data.context"
 ENTITY_TABLES = tuple(
     table
     for table in ("datasets", "run_inputs", "run_outputs", *entities.LISTED_TABLES)
-    if table not in GENAI_TABLES
+    if table not in (*GENAI_TABLES, *PROMPT_TABLES, "issues")
 )
 
 
@@ -267,6 +267,8 @@ def api_tables(uri: str, version_models: dict[tuple[str, str], str | None]) -> d
                 v.description,
                 v.creation_timestamp,
                 v.last_updated_timestamp,
+                v.user_id,
+                v.run_link,
             )
         ] += 1
         t["model_version_tags"].update((v.name, version, k, x) for k, x in v.tags.items())

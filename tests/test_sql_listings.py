@@ -131,18 +131,29 @@ ENTITY_SIZES = {
     "model_versions": 4,
     "model_version_tags": 1,
     "model_aliases": 2,
+    "prompts": 0,
+    "prompt_tags": 0,
+    "prompt_versions": 0,
+    "prompt_aliases": 0,
     "traces": 4,
     "trace_assessments": 4,
     "trace_tags": 12,
     "trace_runs": 1,
     "trace_model_usage": 0,
+    "issues": 0,
 }
-# add_edge_cases: m2 deleted, m4 added; churn 1 deleted with its alias; the prompt left out;
-# a trace in the deleted experiment; the overriding feedback next to the overridden one
+# add_edge_cases: m2 deleted, m4 added; churn 1 deleted with its alias; the prompt left out
+# of the model tables, in the prompt tables (its tag and MLflow's experiment link, two
+# versions, one alias); a trace in the deleted experiment; the overriding feedback next to
+# the overridden one
 EDGE_SIZES = ENTITY_SIZES | {
     "logged_model_metrics": 1,
     "model_versions": 3,
     "model_aliases": 1,
+    "prompts": 1,
+    "prompt_tags": 2,
+    "prompt_versions": 2,
+    "prompt_aliases": 1,
     "traces": 5,
     "trace_assessments": 5,
     "trace_tags": 15,

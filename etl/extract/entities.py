@@ -6,8 +6,9 @@ times as epoch ms) and knows nothing of DuckDB:
 - dataset inputs and model outputs ride inside every search_runs page:
   `run_input_output_records(runs)` turns a page into datasets, run_inputs, run_outputs;
 - logged models (with params, tags, metrics), the model registry (registered models,
-  tags, versions, version tags, aliases) and traces (with assessments) are listings of
-  their own, each paged to the end by `entity_records`.
+  tags, versions, version tags, aliases), the prompt registry (prompts, tags, versions,
+  aliases) and traces (with assessments) are listings of their own, each paged to the end
+  by `entity_records`.
 
 What MLflow's stores return, measured on mlflow 3.17: `search_model_versions` on SQL and
 HTTP stores leaves `aliases` empty and `model_id` None, so aliases come from the
@@ -66,8 +67,10 @@ REGISTRY_TABLES = (
     "model_version_tags",
     "model_aliases",
 )
+PROMPT_TABLES = ("prompts", "prompt_tags", "prompt_versions", "prompt_aliases")
 TRACE_TABLES = ("traces", "trace_assessments", "trace_tags", "trace_runs", "trace_model_usage")
-LISTED_TABLES = LOGGED_MODEL_TABLES + REGISTRY_TABLES + TRACE_TABLES
+ISSUE_TABLES = ("issues",)
+LISTED_TABLES = LOGGED_MODEL_TABLES + REGISTRY_TABLES + PROMPT_TABLES + TRACE_TABLES + ISSUE_TABLES
 
 
 @dataclass(frozen=True)
@@ -277,10 +280,92 @@ def registry_records(
             description=_or_none(v.description),
             creation_time=v.creation_timestamp,
             last_updated_time=v.last_updated_timestamp,
+            user_id=_or_none(v.user_id),
+            run_link=_or_none(v.run_link),
         )
         for key, value in v.tags.items():
             _add(version_tags, name=v.name, version=str(v.version), key=key, value=value)
     return records
+
+
+# --- the prompt registry ----------------------------------------------------------------
+
+# Keys MLflow writes (mlflow.prompt.constants; named here so etl.extract.sql_listings reads
+# the same without importing MLflow)
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+PROMPT_TEXT_TAG = "mlflow.prompt.text"
+PROMPT_TYPE_TAG = "_mlflow_prompt_type"
+TEXT_PROMPT = "text"
+# what search_prompts and search_prompt_versions filter the registry's listings by (the
+# client leaves prompts out of any listing whose filter does not name this tag)
+PROMPT_FILTER = f"tags.`{IS_PROMPT_TAG}` = 'true'"
+
+
+def list_prompt_models(
+    client: MlflowClient, page_size: int = REGISTERED_MODEL_PAGE_SIZE
+) -> Iterator[RegisteredModel]:
+    """The prompts as the registered models search_prompts lists (these carry the aliases,
+    which search_prompts' Prompt and search_prompt_versions' versions leave out)."""
+    return _paged(
+        lambda token: client.search_registered_models(
+            filter_string=PROMPT_FILTER, max_results=page_size, page_token=token
+        )
+    )
+
+
+def list_prompt_versions(
+    client: MlflowClient, page_size: int = MODEL_VERSION_PAGE_SIZE
+) -> Iterator[ModelVersion]:
+    """Every prompt version in one listing: search_prompt_versions' filter without the name."""
+    return _paged(
+        lambda token: client.search_model_versions(
+            filter_string=PROMPT_FILTER, max_results=page_size, page_token=token
+        )
+    )
+
+
+def prompt_records(prompts: Iterable[RegisteredModel], versions: Iterable[ModelVersion]) -> Records:
+    """prompts, their tags (without the prompt marker, as search_prompts gives them), every
+    version with its template text (a chat template as the JSON MLflow stores) and the
+    aliases."""
+    records = empty_records()
+    names: set[str] = set()
+    for rm in prompts:
+        names.add(rm.name)
+        _add(
+            records["prompts"],
+            name=rm.name,
+            description=_or_none(rm.description),
+            creation_time=rm.creation_timestamp,
+        )
+        for key, value in rm.tags.items():
+            if key != IS_PROMPT_TAG:
+                _add(records["prompt_tags"], name=rm.name, key=key, value=value)
+        for alias, version in rm.aliases.items():
+            _add(records["prompt_aliases"], name=rm.name, alias=alias, version=str(version))
+    for v in versions:
+        if v.name not in names:
+            continue  # a prompt-tagged version of a registered model that is no prompt
+        _add(
+            records["prompt_versions"],
+            **prompt_version_values(v.name, str(v.version), v.tags),
+            commit_message=_or_none(v.description),
+            user_id=_or_none(v.user_id),
+            creation_time=v.creation_timestamp,
+            last_updated_time=v.last_updated_timestamp,
+        )
+    return records
+
+
+def prompt_version_values(name: str, version: str, tags: dict[str, str]) -> dict[str, Any]:
+    """A prompt version's name, version, template and type from its tags (a version
+    without the type tag is a text prompt, as PromptVersion reads it)."""
+    return {
+        "name": name,
+        "version": version,
+        "template": tags.get(PROMPT_TEXT_TAG),
+        "prompt_type": tags.get(PROMPT_TYPE_TAG, TEXT_PROMPT),
+    }
 
 
 # --- traces, assessments, tags, run links and model usage -------------------------------
@@ -520,6 +605,53 @@ def _traces(client: MlflowClient, experiment_ids: list[str], page_size: int) -> 
     return add_trace_runs(records, links)
 
 
+# --- the issues MLflow detected ---------------------------------------------------------
+
+ISSUE_PAGE_SIZE = 1_000
+
+
+def list_issues(client: MlflowClient, page_size: int = ISSUE_PAGE_SIZE) -> Iterator[Any]:
+    """Every issue of every experiment, with how many traces reference it. MlflowClient has
+    no issue listing in 3.17: this is its tracking store's search_issues, the one the
+    server answers /api/3.0/mlflow/issues/search with."""
+    store = client._tracking_client.store
+    return _paged(
+        lambda token: store.search_issues(
+            max_results=page_size, page_token=token, include_trace_count=True
+        )
+    )
+
+
+def issue_records(issues: Iterable[Any], experiment_ids: Iterable[str]) -> Records:
+    """The issues of these experiments; their categories as JSON text."""
+    records = empty_records()
+    experiments = set(experiment_ids)
+    for issue in issues:
+        if issue.experiment_id not in experiments:
+            continue
+        _add(
+            records["issues"],
+            issue_id=issue.issue_id,
+            experiment_id=issue.experiment_id,
+            name=issue.name,
+            description=_or_none(issue.description),
+            status=_text(issue.status),
+            severity=_text(issue.severity),
+            categories=json_list(issue.categories),
+            source_run_id=_or_none(issue.source_run_id),
+            created_by=_or_none(issue.created_by),
+            created_time=issue.created_timestamp,
+            last_updated_time=issue.last_updated_timestamp,
+            traces=issue.trace_count,
+        )
+    return records
+
+
+def json_list(values: list[str] | None) -> str | None:
+    """A list as JSON text, NULL for none or an empty one (as MLflow reads an empty one)."""
+    return json.dumps(values) if values else None
+
+
 # --- all listings -----------------------------------------------------------------------
 
 
@@ -588,6 +720,20 @@ def entity_records(
     )
     merge(
         records,
+        _or_skipped(
+            "the prompt registry",
+            lambda: prompt_records(
+                list_prompt_models(client, sizes.registered_models),
+                list_prompt_versions(client, sizes.model_versions),
+            ),
+        ),
+    )
+    merge(
+        records,
         _or_skipped("traces", lambda: _traces(client, experiment_ids, traces_page)),
+    )
+    merge(
+        records,
+        _or_skipped("detected issues", lambda: issue_records(list_issues(client), experiment_ids)),
     )
     return {table: records[table] for table in LISTED_TABLES}

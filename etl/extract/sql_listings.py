@@ -13,11 +13,15 @@ mlflow/store/tracking/sqlalchemy_store.py and mlflow/store/model_registry/):
   has that tag (search_model_versions' anti-join on (workspace, name)); deleted versions
   (`current_stage = 'Deleted_Internal'`, a soft delete) are not listed, nor their tags;
   a version's logged model is its `models:/m-...` source, as entities.model_id_of reads it;
+- the prompts are those registered models, their versions those that carry the tag
+  themselves (search_prompt_versions' filter), the template the `mlflow.prompt.text` tag;
 - traces: token usage from trace_info's token columns where the store has them (MLflow
   3.17 moved it there and ignores the old `mlflow.trace.tokenUsage` metadata), else from
   that metadata's JSON; the run from the `mlflow.sourceRun` metadata; every assessment
   (an overridden feedback too), its value as JSON text and its source type standardized
-  as AssessmentSource does (upper case, the legacy AI_JUDGE as LLM_JUDGE).
+  as AssessmentSource does (upper case, the legacy AI_JUDGE as LLM_JUDGE);
+- issues: those of these experiments, with the distinct traces whose issue references
+  name them (search_issues' include_trace_count).
 
 Rows are matched to their parents (tags to models, assessments to traces) in Python, by
 exact string, as the listings compare them. Only the tables in store_shape.SHAPE are named.
@@ -41,8 +45,9 @@ TRACE_ANALYTICS = "trace names, sessions and cost columns"
 ASSESSMENTS = "trace assessments"
 SPAN_MODELS = "span models"
 TRACE_LINKS = "trace run links"
+ISSUES = store_shape.ISSUES
 
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+IS_PROMPT_TAG = entities.IS_PROMPT_TAG
 DELETED_VERSION_STAGE = "Deleted_Internal"
 SOURCE_RUN = entities.SOURCE_RUN
 TOKEN_USAGE = entities.TOKEN_USAGE
@@ -63,7 +68,7 @@ _LOGGED_MODEL_CHILDREN_SQL = {
 }
 _VERSIONS_SQL = (
     "select name, version, source, run_id, status, current_stage, description, "
-    "creation_time, last_updated_time from model_versions "
+    "creation_time, last_updated_time, user_id, run_link from model_versions "
     f"where current_stage <> '{DELETED_VERSION_STAGE}'"
 )
 _TRACE_METADATA_KEYS = (
@@ -90,6 +95,17 @@ _TRACE_LINKS_SQL = (
 )
 
 
+_ISSUES_SQL = (
+    "select issue_id, experiment_id, name, description, status, severity, categories, "
+    "source_run_id, created_by, created_timestamp, last_updated_timestamp from issues"
+)
+# search_issues(include_trace_count=True): the traces whose issue references name the issue
+_ISSUE_TRACES_SQL = (
+    "select name, count(distinct trace_id) from assessments "
+    "where assessment_type = 'issue' group by name"
+)
+
+
 def listing_records(snapshot: StoreSnapshot, experiment_ids: list[str]) -> Records:
     """Every logged model (of these experiments), registered model, model version and
     trace (of these experiments), with their params, tags, metrics, aliases and
@@ -103,6 +119,8 @@ def listing_records(snapshot: StoreSnapshot, experiment_ids: list[str]) -> Recor
         _registry(snapshot, records)
     if store_shape.TRACES in snapshot.parts:
         _traces(snapshot, experiments, records)
+    if ISSUES in snapshot.parts:
+        _issues(snapshot, experiments, records)
     return records
 
 
@@ -156,28 +174,27 @@ def _registry(snapshot: StoreSnapshot, records: Records) -> None:
     model_tags = list(snapshot.rows('select name, "key", value from registered_model_tags'))
     version_tags = list(snapshot.rows('select name, version, "key", value from model_version_tags'))
     prompts = _prompt_names(model_tags)
-    models = {
-        row[0]: row
-        for row in snapshot.rows(
+    all_models = list(
+        snapshot.rows(
             "select name, description, creation_time, last_updated_time from registered_models"
         )
-        if row[0] not in prompts
-    }
+    )
+    models = {row[0]: row for row in all_models if row[0] not in prompts}
     for name, description, created, updated in models.values():
         _append(records["registered_models"], name, _or_none(description), created, updated)
     for name, key, value in model_tags:
         if name in models:
             _append(records["registered_model_tags"], name, key, value)
-    for name, alias, version in snapshot.rows(
-        "select name, alias, version from registered_model_aliases"
-    ):
+    aliases = list(snapshot.rows("select name, alias, version from registered_model_aliases"))
+    for name, alias, version in aliases:
         if name in models:
             _append(records["model_aliases"], name, alias, str(version))
 
     prompt_versions = _prompt_names((name, key, value) for name, _, key, value in version_tags)
     listed: set[tuple[str, str]] = set()
-    for row in snapshot.rows(_VERSIONS_SQL):
-        name, version, source, run_id, status, stage, description, created, updated = row
+    versions = list(snapshot.rows(_VERSIONS_SQL))
+    for row in versions:
+        name, version, source, run_id, status, stage, description, created, updated = row[:9]
         if name in prompt_versions:
             continue
         listed.add((name, str(version)))
@@ -193,10 +210,58 @@ def _registry(snapshot: StoreSnapshot, records: Records) -> None:
             _or_none(description),
             created,
             updated,
+            *(_or_none(text) for text in row[9:]),
         )
     for name, version, key, value in version_tags:
         if (name, str(version)) in listed:
             _append(records["model_version_tags"], name, str(version), key, value)
+    _prompts(all_models, prompts, model_tags, version_tags, aliases, versions, records)
+
+
+def _prompts(
+    all_models: list[Row],
+    prompts: set[str],
+    model_tags: list[Row],
+    version_tags: list[Row],
+    aliases: list[Row],
+    versions: list[Row],
+    records: Records,
+) -> None:
+    """The prompt registry as search_prompts and search_prompt_versions list it: the
+    registered models tagged as prompts, their tags but the marker, their aliases, and
+    their versions that carry the marker themselves."""
+    for name, description, created, _ in all_models:
+        if name in prompts:
+            _append(records["prompts"], name, _or_none(description), created)
+    for name, key, value in model_tags:
+        if name in prompts and key != IS_PROMPT_TAG:
+            _append(records["prompt_tags"], name, key, value)
+    for name, alias, version in aliases:
+        if name in prompts:
+            _append(records["prompt_aliases"], name, alias, str(version))
+    tags_of: dict[tuple[str, str], dict[str, str]] = {}
+    for name, version, key, value in version_tags:
+        tags_of.setdefault((name, str(version)), {})[key] = value
+    for row in versions:
+        name, version, description, created, updated, user_id = (
+            row[0],
+            str(row[1]),
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+        )
+        tags = tags_of.get((name, version), {})
+        if name not in prompts or tags.get(IS_PROMPT_TAG) != "true":
+            continue
+        _append(
+            records["prompt_versions"],
+            *entities.prompt_version_values(name, version, tags).values(),
+            _or_none(description),
+            _or_none(user_id),
+            created,
+            updated,
+        )
 
 
 def _prompt_names(tags: Iterable[Row]) -> set[str]:
@@ -359,6 +424,32 @@ def _trace_links(snapshot: StoreSnapshot) -> list[tuple[str, str]]:
         for trace_id, run_id, experiment_id in snapshot.rows(_TRACE_LINKS_SQL)
         if str(experiment_id) in traced
     ]
+
+
+# --- the issues MLflow detected ---------------------------------------------------------
+
+
+def _issues(snapshot: StoreSnapshot, experiments: set[str], records: Records) -> None:
+    traces: dict[str, int] = {}
+    if ASSESSMENTS in snapshot.parts:
+        traces = {name: count for name, count in snapshot.rows(_ISSUE_TRACES_SQL)}
+    for row in snapshot.rows(_ISSUES_SQL):
+        issue_id, experiment_id, name, description, status, severity, categories = row[:7]
+        if str(experiment_id) not in experiments:
+            continue
+        _append(
+            records["issues"],
+            issue_id,
+            str(experiment_id),
+            name,
+            _or_none(description),
+            status,
+            severity or None,
+            entities.json_list(json.loads(categories)) if categories else None,
+            *(_or_none(text) for text in row[7:9]),
+            *row[9:11],
+            traces.get(issue_id, 0),
+        )
 
 
 def _value_text(value: Any) -> str | None:

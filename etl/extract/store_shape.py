@@ -45,6 +45,7 @@ MODEL_OUTPUTS = "model outputs"
 LOGGED_MODELS = "logged models"
 TRACES = "traces"
 WORKSPACES = "workspaces"
+ISSUES = "detected issues"
 
 SHAPE = (
     Needed("alembic_version", ("version_num",), "every MLflow SQL store"),
@@ -129,6 +130,12 @@ SHAPE = (
         "the model registry",
     ),
     Needed(
+        "model_versions",
+        ("user_id", "run_link"),
+        "84291f40a231, MLflow 1.x",
+        "the model registry",
+    ),
+    Needed(
         "registered_model_tags",
         ("name", "key", "value"),
         "728d730b5ebd, MLflow 1.x",
@@ -200,6 +207,19 @@ SHAPE = (
         "spans", ("trace_id", "content", "model_name"), "75868b020152, MLflow 3.17", "span models"
     ),
     Needed("experiments", ("workspace",), "1b5f0d9ad7c1, MLflow 3.10", WORKSPACES),
+    Needed(
+        "issues",
+        ("issue_id", "experiment_id", "name", "description", "status", "severity"),
+        "76601a5f987d, MLflow 3.x",
+        ISSUES,
+    ),
+    Needed(
+        "issues",
+        ("categories", "source_run_id", "created_by", "created_timestamp"),
+        "76601a5f987d, MLflow 3.x",
+        ISSUES,
+    ),
+    Needed("issues", ("last_updated_timestamp",), "76601a5f987d, MLflow 3.x", ISSUES),
 )
 # The tables the reader may name: a test holds every query of the reader to these, so no
 # query reaches the tables that hold secrets (secrets, webhooks, jobs, gateway keys).

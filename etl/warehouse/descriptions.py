@@ -29,9 +29,21 @@ TABLES: dict[str, str] = {
     "logged_model_metrics": "the metrics of each logged model",
     "registered_models": "the model registry's models",
     "registered_model_tags": "the tags of each registered model",
-    "model_versions": "every version of each registered model",
+    "model_versions": (
+        "every version of each registered model, with who registered it and its run link"
+    ),
     "model_version_tags": "the tags of each model version",
     "model_aliases": "the version each alias points at now",
+    "prompts": "the prompt registry's prompts, as `search_prompts` lists them",
+    "prompt_tags": (
+        "the tags of each prompt (MLflow's link to the experiments using it, "
+        "`_mlflow_experiment_ids`, too)"
+    ),
+    "prompt_versions": (
+        "every version of each prompt with its template text (a chat template as the JSON "
+        "MLflow stores)"
+    ),
+    "prompt_aliases": "the version each prompt alias points at now",
     "traces": (
         "each GenAI trace: when, how long, its state, name, session, user, logged model, "
         "tokens and cost (USD, as MLflow prices them)"
@@ -49,7 +61,13 @@ TABLES: dict[str, str] = {
         "per trace and model: the LLM calls its spans made, their tokens and cost (span "
         "contents are not kept)"
     ),
-    "model_alias_history": "each alias change an extract saw, kept across full rebuilds",
+    "issues": (
+        "the quality or operational problems MLflow detected in traces (`search_issues`), "
+        "with how many traces reference each"
+    ),
+    "model_alias_history": (
+        "each alias change an extract saw, of a model or a prompt (kind), kept across full rebuilds"
+    ),
     "extract_log": "one row per extract, kept across full rebuilds",
     "runreport_meta": "`schema_version`; a warehouse of another version gets a full extract",
 }
@@ -135,7 +153,11 @@ VIEWS: dict[str, str] = {
     "model_versions_registered": (
         "every model version, newest first, with its run, logged model and current aliases"
     ),
-    "alias_moves": "every alias change an extract saw, newest first",
+    "model_lineage": (
+        "each model version back to its logged model, source run, that run's datasets and "
+        "the metrics logged against the model (one row per version and metric point)"
+    ),
+    "alias_moves": "every alias change an extract saw, of models and prompts (kind), newest first",
     "best_logged_model": (
         "the best logged model of each experiment, on the leaderboard's metric, else on the "
         "models' own keys by the naming rule (source 'models')"
