@@ -190,7 +190,18 @@ CONFIG_OPTION = click.option(
     help="Let a full extract replace a warehouse of at least 10 runs with one of fewer "
     "than half as many (otherwise it fails and keeps the old one).",
 )
-def extract(config_file: Path | None, mode: Mode, allow_shrink: bool, **flags: Any) -> None:
+@click.option(
+    "--alerts",
+    "with_alerts",
+    is_flag=True,
+    envvar="RUNREPORT_EXTRACT_ALERTS",
+    show_envvar=True,
+    help="Then evaluate the [[alerts]] rules and deliver what is new (a channel that is "
+    "down is a warning counted in extract_log, never a failure).",
+)
+def extract(
+    config_file: Path | None, mode: Mode, allow_shrink: bool, with_alerts: bool, **flags: Any
+) -> None:
     """Every run of every experiment, deleted ones included, into the DuckDB file.
 
     \b
@@ -198,12 +209,61 @@ def extract(config_file: Path | None, mode: Mode, allow_shrink: bool, **flags: A
       runreport extract --tracking-uri sqlite:///mlflow.db --db runs.duckdb
       runreport extract --incremental --config runreport.toml
       runreport extract --via sql --tracking-uri postgresql://reader@db/mlflow
+      runreport extract --incremental --alerts --config runreport.toml
     """
     # lazy, as in every command: MLflow alone takes seconds to import
-    from etl.refresh import extract_from_config
+    from etl.job import extract_notified
 
     config = config_from_flags(config_file, **flags)
-    extract_from_config(config, _extract_mode(mode), allow_shrink=allow_shrink)
+    # on_failure hears of a failure once per streak, and of the recovery
+    extract_notified(config, _extract_mode(mode), allow_shrink=allow_shrink)
+    if with_alerts:
+        from etl.alerts import evaluate_and_deliver  # requests and the rules: when asked for
+
+        try:
+            evaluate_and_deliver(config, count_in_extract_log=True)
+        except RunreportError as exc:  # the extract is done and kept: alerts wait an hour
+            log.warning("alerts not evaluated: %s", exc.one_line())
+
+
+@cli.command()
+@CONFIG_OPTION
+@settings("db")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    envvar="RUNREPORT_ALERTS_DRY_RUN",
+    show_envvar=True,
+    help="Print what would be sent; send nothing, record nothing.",
+)
+def alerts(config_file: Path | None, dry_run: bool, **flags: Any) -> None:
+    """Evaluate the [[alerts]] rules against the warehouse and deliver what is new.
+
+    Each alert goes once to each of its channels; a delivery that fails is retried at
+    the next run, up to alerting.max_attempts. The first evaluation of a rule sets its
+    baseline: nothing before it is alerted.
+
+    \b
+    Example:
+      runreport alerts --config runreport.toml --dry-run
+      runreport alerts --config runreport.toml
+    """
+    # lazy: requests and the report's helpers, for this command only
+    from etl.alerts import evaluate_and_deliver
+
+    config = config_from_flags(config_file, **flags)
+    if not config.alerts:
+        raise ConfigError(
+            "no alert rules in the config",
+            "Add [[channels]] and [[alerts]] tables (see runreport.example.toml)",
+        )
+    summary = evaluate_and_deliver(config, dry_run=dry_run)
+    for text in summary.previews:
+        click.echo(text)
+    if dry_run:
+        click.echo(f"dry run: {summary.new} deliveries would be sent; nothing sent or recorded")
+    else:
+        click.echo(summary.describe())
 
 
 @cli.command()

@@ -52,6 +52,18 @@ Direction = Literal["higher", "lower"]  # [metrics]: which direction is better
 LeaderboardRuns = Literal["root", "all", "children"]  # report.leaderboard_runs
 Dialect = Literal["spark", "trino", "duckdb"]  # runreport views --dialect
 SqlFormat = Literal["table", "csv", "json"]  # runreport sql --format
+ChannelKind = Literal["slack", "teams", "webhook", "email"]  # [[channels]] kind
+AlertKind = Literal[
+    "metric_regression",
+    "new_best",
+    "best_removed",
+    "failure_rate",
+    "stuck_runs",
+    "trace_error_rate",
+    "latency_p95_ms",
+    "assessment_pass_rate",
+    "daily_cost",
+]  # [[alerts]] kind
 
 # mail.smtp_port when none is given: the usual port of the security
 SMTP_PORTS: dict[SmtpSecurity, int] = {"none": 25, "starttls": 587, "ssl": 465}
@@ -169,6 +181,89 @@ class Source:
     name: str
     tracking_uri: str
     via: Via | None = None  # None: warehouse.via
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where alerts go ([[channels]] in the config). A webhook URL holds a secret, so it
+    is only ever read from the variable `url_env` names, when a message is sent."""
+
+    name: str
+    kind: ChannelKind
+    url_env: str | None = None  # slack, teams, webhook
+    secret_env: str | None = None  # webhook: signs the body (HMAC-SHA256)
+    to: tuple[str, ...] = ()  # email
+    experiments: tuple[str, ...] = ()  # names or globs; () every experiment
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One rule ([[alerts]] in the config): its kind's options with every default filled
+    in (ALERT_OPTIONS)."""
+
+    name: str
+    kind: AlertKind
+    channels: tuple[str, ...]
+    experiments: tuple[str, ...] = ()  # names or globs; () every experiment
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str) -> Any:
+        return dict(self.options)[key]
+
+
+@dataclass(frozen=True)
+class MailDigest:
+    """One team's copy of the report mail ([[mail.digests]]): only its experiments."""
+
+    to: tuple[str, ...]
+    experiments: tuple[str, ...]
+
+
+# Each kind's options and their defaults (docs/alerts.md says why each default is what it
+# is). None: not set. A value's type is its default's, or the type named here for None.
+WINDOW_HOURS = 24.0
+ALERT_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
+    # zscore 3.0 is the default only when none of threshold, relative, zscore is given
+    "metric_regression": {
+        "metric": (str, None),
+        "threshold": (float, None),
+        "relative": (float, None),
+        "zscore": (float, None),
+        "baseline_runs": (int, 20),
+    },
+    "new_best": {},
+    "best_removed": {},
+    "failure_rate": {
+        "window_hours": (float, WINDOW_HOURS),
+        "max_failed": (int, None),  # 3 when neither max_failed nor max_rate is given
+        "max_rate": (float, None),
+        "min_runs": (int, 5),
+    },
+    "stuck_runs": {},
+    "trace_error_rate": {
+        "window_hours": (float, WINDOW_HOURS),
+        "max_rate": (float, 0.1),
+        "min_traces": (int, 20),
+    },
+    "latency_p95_ms": {
+        "window_hours": (float, WINDOW_HOURS),
+        "max_ms": (float, 10_000.0),
+        "min_traces": (int, 20),
+    },
+    "assessment_pass_rate": {
+        "window_hours": (float, WINDOW_HOURS),
+        "min_rate": (float, 0.8),
+        "min_assessments": (int, 20),
+        "assessments": (list, []),  # assessment names or globs; [] every one
+    },
+    "daily_cost": {
+        "window_hours": (float, WINDOW_HOURS),
+        "max_usd": (float, 100.0),
+    },
+}
+DEFAULT_MAX_FAILED = 3
+DEFAULT_ZSCORE = 3.0
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -311,6 +406,14 @@ class Config:
         check=link_url,
         help="Where the report folder is served; the email links there.",
     )
+    report_channels: list[str] = setting(
+        "report.channels",
+        [],
+        env="RUNREPORT_REPORT_CHANNELS",
+        check=non_blank,
+        help="[[channels]] (by name) that get the daily report's headline and changes, "
+        "with a link to the full report.",
+    )
     workspaces: list[str] = setting(
         "report.workspaces",
         [],
@@ -386,6 +489,50 @@ class Config:
         [],
         help="Several tracking stores into one warehouse, each with a `source` column: "
         "[[sources]] tables of name, tracking_uri and, optionally, via.",
+    )
+    # [[channels]] and [[alerts]]: alert rules and where they go (etl/alerts)
+    channels: list[Channel] = setting(
+        "channels",
+        [],
+        help="Where alerts and the chat digest go: [[channels]] tables of name, kind "
+        "(slack, teams, webhook, email), url_env or to, and optionally secret_env and "
+        "experiments.",
+    )
+    alerts: list[AlertRule] = setting(
+        "alerts",
+        [],
+        help="Alert rules: [[alerts]] tables of name, kind, channels, optionally "
+        "experiments and the kind's options (docs/alerts.md).",
+    )
+    # [alerting]: TOML cannot hold an [alerts] table beside the [[alerts]] array
+    alert_max_attempts: int = setting(
+        "alerting.max_attempts",
+        24,
+        env="RUNREPORT_ALERT_MAX_ATTEMPTS",
+        check=between(1, 1000),
+        help="Runs that try to deliver an alert to a channel before it is marked failed "
+        "(hourly runs: a day).",
+    )
+    alert_retries: int = setting(
+        "alerting.retries",
+        2,
+        env="RUNREPORT_ALERT_RETRIES",
+        check=between(0, 10),
+        help="Retries, with backoff, of a failed delivery within one run.",
+    )
+    alert_backoff: float = setting(
+        "alerting.backoff_seconds",
+        1.0,
+        env="RUNREPORT_ALERT_BACKOFF",
+        check=finite_at_least(0),
+        help="Seconds before the first retry of a delivery (doubling).",
+    )
+    alert_timeout: float = setting(
+        "alerting.timeout_seconds",
+        10.0,
+        env="RUNREPORT_ALERT_TIMEOUT",
+        check=finite_at_least(0.1),
+        help="Seconds to wait for a chat or webhook endpoint to answer.",
     )
     # [export]
     export_parquet: Path | None = setting(
@@ -484,6 +631,12 @@ class Config:
         split=addresses,
         help="Who gets a short notice when the job fails.",
     )
+    mail_digests: list[MailDigest] = setting(
+        "mail.digests",
+        [],
+        help="Per-team copies of the report mail, each with only its experiments' "
+        "sections: [[mail.digests]] tables of to and experiments (globs).",
+    )
     # Not a setting: the names of the settings given by a file, the environment or a flag
     # (the rest are defaults), so a command can keep what the warehouse holds.
     given: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -551,6 +704,7 @@ def resolve(
             setattr(config, name, value)
             config.given.add(name)
     _check_sources(config)
+    _check_alert_routes(config)
     # whatever a tracking URI's password holds, no message, mail or file shows it
     for uri in [config.tracking_uri or "", *(source.tracking_uri for source in config.sources)]:
         remember_secrets_of(uri)
@@ -589,6 +743,12 @@ def read_file(path: Path) -> dict[str, Any]:
             )
         if section == "sources":
             values["sources"] = _sources(table, path)
+            continue
+        if section == "channels":
+            values["channels"] = _channels(table, path)
+            continue
+        if section == "alerts":
+            values["alerts"] = _alert_rules(table, path)
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table", "See runreport.example.toml")
@@ -764,7 +924,26 @@ def _runs_by_experiment(table: Mapping[Any, Any], where: str) -> dict[str, str]:
     return chosen
 
 
-_TABLE_CHECKS: dict[str, Callable[[Mapping[Any, Any], str], Any]] = {
+def _mail_digests(tables: Any, where: str) -> list[MailDigest]:
+    """[[mail.digests]]: each team's recipients and the experiments (globs) it gets."""
+    example = 'e.g. [[mail.digests]] to = ["churn-team@example.com"] experiments = ["churn*"]'
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{where} must be [[mail.digests]] tables", example)
+    found = []
+    for number, table in enumerate(tables, 1):
+        at = f"{where} number {number}"
+        _known_keys(table, {"to", "experiments"}, at)
+        to = _text_list(table.get("to"), f"{at}: to", required=True)
+        bad = one_line_addresses(to)
+        if bad:
+            raise ConfigError(f"{at}: to must be {bad}", "Fix the addresses")
+        experiments = _text_list(table.get("experiments"), f"{at}: experiments", required=True)
+        found.append(MailDigest(tuple(to), tuple(experiments)))
+    return found
+
+
+_TABLE_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "mail_digests": _mail_digests,
     "primary_metrics": _primary_metrics,
     "child_metrics": _primary_metrics,
     "metric_directions": _metric_directions,
@@ -799,6 +978,189 @@ def _sources(tables: Any, path: Path) -> list[Source]:
             via = checked("via", via, f"{where}: via")
         found.append(Source(name, _anchored_sqlite(uri.strip(), path.parent), via))
     return found
+
+
+def _known_keys(table: Mapping[str, Any], keys: set[str], where: str) -> None:
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {unknown}", f"Keys: {', '.join(sorted(keys))}")
+
+
+def _text_list(value: Any, where: str, *, required: bool = False) -> list[str]:
+    """A list of non-blank text values (a single text value is a list of one)."""
+    if value is None and not required:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v.strip() for v in value)
+    ):
+        raise ConfigError(
+            f"{where} must be a list of text values, none blank, not {value!r}",
+            'e.g. ["churn*", "fraud-model"]',
+        )
+    return [v.strip() for v in value]
+
+
+def _text(value: Any, where: str, hint: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} is missing or blank", hint)
+    return value.strip()
+
+
+def _env_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where} must name an environment variable, not {value!r}",
+            'e.g. url_env = "RUNREPORT_SLACK_URL"',
+        )
+    return value
+
+
+CHANNEL_KEYS: dict[str, set[str]] = {
+    "slack": {"url_env"},
+    "teams": {"url_env"},
+    "webhook": {"url_env", "secret_env"},
+    "email": {"to"},
+}
+
+
+def _channels(tables: Any, path: Path) -> list[Channel]:
+    example = 'e.g. [[channels]] name = "ml-team" kind = "slack" url_env = "RUNREPORT_SLACK_URL"'
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: channels must be [[channels]] tables", example)
+    found: list[Channel] = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}: [[channels]] number {number}"
+        name = _text(table.get("name"), f"{where}: name", example)
+        where = f"{path}: [[channels]] {name!r}"
+        if any(channel.name == name for channel in found):
+            raise ConfigError(f"{where}: the name is used twice", "Give each channel its own name")
+        kind = canonical(ChannelKind, table.get("kind"))
+        if kind is None:
+            raise ConfigError(
+                f"{where}: kind must be {choice_words(ChannelKind)}, not {table.get('kind')!r}",
+                example,
+            )
+        if "url" in table:
+            raise ConfigError(
+                f"{where}: a webhook URL holds a secret and is never written in the config",
+                'Put it in an environment variable and name that: url_env = "RUNREPORT_SLACK_URL"',
+            )
+        _known_keys(table, {"name", "kind", "experiments"} | CHANNEL_KEYS[kind], where)
+        experiments = tuple(_text_list(table.get("experiments"), f"{where}: experiments"))
+        if kind == "email":
+            to = _text_list(table.get("to"), f"{where}: to", required=True)
+            bad = one_line_addresses(to)
+            if bad:
+                raise ConfigError(f"{where}: to must be {bad}", "Fix the addresses")
+            found.append(Channel(name, "email", to=tuple(to), experiments=experiments))
+            continue
+        if "url_env" not in table:
+            raise ConfigError(f"{where}: url_env is missing", example)
+        url_env = _env_name(table["url_env"], f"{where}: url_env")
+        secret_env = table.get("secret_env")
+        if secret_env is not None:
+            secret_env = _env_name(secret_env, f"{where}: secret_env")
+        found.append(
+            Channel(
+                name,
+                typing.cast(ChannelKind, kind),
+                url_env=url_env,
+                secret_env=secret_env,
+                experiments=experiments,
+            )
+        )
+    return found
+
+
+def _alert_option(kind_of: type, value: Any, where: str) -> Any:
+    if kind_of is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, not {value!r}", "Fix the value")
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where} must be a finite number ≥ 0, not {value!r}", "Fix it")
+        return float(value)
+    if kind_of is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where} must be a whole number ≥ 0, not {value!r}", "Fix it")
+        return value
+    if kind_of is list:
+        return _text_list(value, where)
+    return _text(value, where, "Give a metric key, e.g. val_auc")
+
+
+def _alert_rules(tables: Any, path: Path) -> list[AlertRule]:
+    example = (
+        'e.g. [[alerts]] name = "churn regression" kind = "metric_regression" '
+        'channels = ["ml-team"]'
+    )
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: alerts must be [[alerts]] tables", example)
+    found: list[AlertRule] = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}: [[alerts]] number {number}"
+        name = _text(table.get("name"), f"{where}: name", example)
+        where = f"{path}: [[alerts]] {name!r}"
+        if any(rule.name == name for rule in found):
+            raise ConfigError(f"{where}: the name is used twice", "Give each rule its own name")
+        kind = canonical(AlertKind, table.get("kind"))
+        if kind is None:
+            raise ConfigError(
+                f"{where}: kind must be {choice_words(AlertKind)}, not {table.get('kind')!r}",
+                example,
+            )
+        spec = ALERT_OPTIONS[kind]
+        _known_keys(table, {"name", "kind", "experiments", "channels", *spec}, where)
+        channels = _text_list(table.get("channels"), f"{where}: channels", required=True)
+        experiments = _text_list(table.get("experiments"), f"{where}: experiments")
+        options = {
+            key: _alert_option(kind_of, table[key], f"{where}: {key}") if key in table else default
+            for key, (kind_of, default) in spec.items()
+        }
+        if kind == "metric_regression":
+            given = [key for key in ("threshold", "relative", "zscore") if key in table]
+            if len(given) > 1:
+                raise ConfigError(
+                    f"{where}: give one of threshold, relative and zscore, not {given}",
+                    "threshold: absolute; relative: a share of the previous best; zscore: "
+                    "standard deviations from the last baseline_runs runs",
+                )
+            if not given:
+                options["zscore"] = DEFAULT_ZSCORE
+            if options["baseline_runs"] < 2:
+                raise ConfigError(f"{where}: baseline_runs must be at least 2", "Fix it")
+        if kind == "failure_rate" and options["max_failed"] is None and options["max_rate"] is None:
+            options["max_failed"] = DEFAULT_MAX_FAILED
+        if "window_hours" in options and options["window_hours"] <= 0:
+            raise ConfigError(f"{where}: window_hours must be more than 0", "Fix it")
+        found.append(
+            AlertRule(
+                name,
+                typing.cast(AlertKind, kind),
+                tuple(channels),
+                tuple(experiments),
+                tuple(options.items()),
+            )
+        )
+    return found
+
+
+def _check_alert_routes(config: Config) -> None:
+    """Every channel a rule or report.channels names exists."""
+    known = {channel.name for channel in config.channels}
+    named = [(f"[[alerts]] {rule.name!r}", rule.channels) for rule in config.alerts]
+    named.append(("report.channels", tuple(config.report_channels)))
+    for where, channels in named:
+        missing = [name for name in channels if name not in known]
+        if missing:
+            raise ConfigError(
+                f"{where} names the channel {missing[0]!r}, which no [[channels]] table has",
+                f"Channels: {', '.join(sorted(known)) or 'none'}; add a [[channels]] table "
+                "or fix the name",
+            )
 
 
 def _check_sources(config: Config) -> None:

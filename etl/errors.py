@@ -81,6 +81,7 @@ AFTER_INTERRUPT = {
     "the mail may or may not have gone out",
     "sql": "nothing was changed (runreport sql only reads)",
     "views": "nothing was changed",
+    "alerts": "what was recorded as sent is not sent again; the rest goes at the next run",
     "export": "the Parquet export folder is the previous export or the new one, whole",
     "seed": "the tracking store may hold part of the demo runs; run runreport seed again",
     "demo": "the demo folder may be incomplete; run runreport demo again",

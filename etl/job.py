@@ -31,7 +31,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -47,6 +47,7 @@ from etl.warehouse.extract_log import FailureStreak
 from etl.warehouse.lock import warehouse_lock
 
 if TYPE_CHECKING:
+    from etl.alerts import AlertRunSummary
     from etl.extract.source import Mode
     from etl.refresh import ExtractSummary
     from etl.report.model import Clock
@@ -131,6 +132,16 @@ def _run_locked(
         raise
     if send_email:
         notify_extract_outcome(config, None)
+    if config.alerts:
+        from etl.alerts import evaluate_and_deliver  # requests and the rules: when configured
+
+        progress.step = "alerts"
+        with step("alerts") as counts:
+            counts.update(
+                _never_failing(
+                    lambda: evaluate_and_deliver(config, hold_lock=False, count_in_extract_log=True)
+                )
+            )
 
     if config.export_parquet is not None:
         from etl.warehouse.export import export_parquet  # loaded only when asked for
@@ -146,6 +157,7 @@ def _run_locked(
         result = render_dated(config, clock=clock)
         folder = progress.folder = result.out
         counts.update(folder=folder, new_runs=result.figures.get("new_runs"))
+    _post_digest(config, folder)
 
     if mail is not None and mail.to_addrs:
         progress.step = "email"
@@ -161,6 +173,28 @@ def _run_locked(
     with step("index") as counts:
         counts["reports"] = rewrite_history_index(config)
     return folder
+
+
+def _never_failing(deliver: Callable[[], AlertRunSummary]) -> dict[str, object]:
+    """Alerts and chat never fail the job: what cannot be sent now is a warning, and the
+    next run tries again."""
+    try:
+        summary = deliver()
+    except RunreportError as exc:
+        log.warning("alerts not delivered: %s", exc.one_line())
+        return {"error": "see the warning"}
+    return {"sent": summary.sent, "pending": summary.pending, "failed": summary.failed}
+
+
+def _post_digest(config: Config, folder: Path) -> None:
+    """The report's headline and changes to report.channels (figures from its report.json)."""
+    if config.report_channels:
+        from etl.alerts import post_report_digest  # requests: only when configured
+
+        with step("chat") as counts:
+            counts.update(
+                _never_failing(lambda: post_report_digest(config, folder, hold_lock=False))
+            )
 
 
 def report_from_previous(
@@ -187,6 +221,7 @@ def report_from_previous(
             progress.folder = result.out
             progress.data_as_of = result.figures.get("data_as_of")
             counts.update(folder=result.out, data_as_of=progress.data_as_of)
+        _post_digest(config, result.out)
         if mail is not None and mail.to_addrs:
             progress.fallback = "email"
             with step("email") as counts:

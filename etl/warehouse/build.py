@@ -61,6 +61,9 @@ _ARROW_TYPES = {
     "ms": pa.int64(),
     "boolean": pa.bool_(),
 }
+# Written by the alerts (etl/alerts/state.py), not by an extract: what was alerted and each
+# rule's baseline. A full rebuild keeps them as they are, like extract_log.
+ALERT_TABLES = ("alerts", "alert_rule_state")
 ARROW_SCHEMAS = {
     table: pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in cols])
     for table, cols in TABLES.items()
@@ -96,6 +99,17 @@ def memory_limit_for(size: int) -> int:
     """A build limit for changing a file of `size` bytes: twice its size, at least
     CHANGE_MEMORY_FLOOR, at most BUILD_MEMORY_CEILING."""
     return min(BUILD_MEMORY_CEILING, max(CHANGE_MEMORY_FLOOR, 2 * size))
+
+
+def copy_alert_tables(con: duckdb.DuckDBPyConnection, database: str) -> None:
+    """The alerts sent and each rule's baseline (etl/alerts/state.py), from the attached
+    `database` (the warehouse being replaced): kept across rebuilds, so nothing is sent
+    twice and no rule starts its baseline again."""
+    for table in sorted(set(ALERT_TABLES) & table_names(con, database)):
+        con.execute(
+            f"create table {quote_ident(table)} as "
+            f"select * from {database}.main.{quote_ident(table)}"
+        )
 
 
 class WarehouseBuilder:
@@ -185,6 +199,7 @@ class WarehouseBuilder:
         try:
             extract_log.copy_extract_log(con, "previous")
             alias_history.copy_history(con, "previous")
+            copy_alert_tables(con, "previous")
             if self.keep_settings:
                 for table in sorted(table_names(con, "previous")):
                     if is_settings_table(table):

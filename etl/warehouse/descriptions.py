@@ -69,6 +69,10 @@ TABLES: dict[str, str] = {
         "each alias change an extract saw, of a model or a prompt (kind), kept across full rebuilds"
     ),
     "extract_log": "one row per extract, kept across full rebuilds",
+    "alerts": "one row per alert and channel: what was sent, is pending or failed; kept "
+    "across full rebuilds",
+    "alert_rule_state": "each alert rule's baseline (its first evaluation alerts nothing "
+    "before it), kept across full rebuilds",
     "runreport_meta": "`schema_version`; a warehouse of another version gets a full extract",
 }
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from etl.schema import META_TABLE, SOURCE_COLUMN
-from etl.warehouse.build import WarehouseBuilder, is_settings_table
+from etl.warehouse.build import WarehouseBuilder, copy_alert_tables, is_settings_table
 from etl.warehouse.connect import quote_ident, quote_literal, table_names
 
 # not "source": datasets and model_versions have a column of that name from MLflow
@@ -56,6 +56,12 @@ def combine_sources(db: Path, sources: Sequence[SourceWarehouse]) -> None:
         try:
             _copy_tables(con, aliases)
             _create_source_views(con, aliases)
+            if db.exists():  # the alerts were evaluated on the combined warehouse
+                con.execute(f"attach {quote_literal(str(db))} as previous (read_only)")
+                try:
+                    copy_alert_tables(con, "previous")
+                finally:
+                    con.execute("detach previous")
         finally:
             for alias in aliases.values():
                 con.execute(f"detach {alias}")

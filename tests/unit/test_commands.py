@@ -15,7 +15,7 @@ from etl.errors import ConfigError
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["seed", "extract", "report", "email", "run", "sql", "demo", "export", "views"]
+COMMANDS = ["seed", "extract", "report", "email", "run", "sql", "demo", "export", "views", "alerts"]
 
 
 # --- every command, with help and an example; the README's commands ------------------------

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from etl.schema import TABLES as TABLE_COLUMNS
+from etl.warehouse.build import ALERT_TABLES
 from etl.warehouse.descriptions import SETTINGS_SENTENCE, TABLES, VIEWS, description
 from etl.warehouse.settings import SETTINGS_TABLES
 from etl.warehouse.views import view_files
@@ -33,6 +34,7 @@ def test_the_views_read_as_the_contract_says() -> None:
 
 def test_every_table_and_view_has_a_sentence() -> None:
     tables = {*TABLE_COLUMNS, "extract_log", "model_alias_history", "runreport_meta"}
+    tables |= set(ALERT_TABLES)
     assert set(TABLES) == tables
     assert set(VIEWS) == {*view_files(), "runs_wide", "runs_wide_all"}
     settings_line = next(line for line in CONTRACT.splitlines() if SETTINGS_SENTENCE in line)
