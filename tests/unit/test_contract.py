@@ -18,7 +18,9 @@ CONTRACT = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
 
 
 def command_rows() -> dict[str, str]:
-    rows = re.findall(r"^\| `([a-z]+)` \| (.*?) \|", CONTRACT, re.M)
+    """The rows of the command table (the section before the warehouse's tables)."""
+    commands = CONTRACT[: CONTRACT.index("## Warehouse tables")]
+    rows = re.findall(r"^\| `([a-z]+)` \| (.*?) \|", commands, re.M)
     return dict(rows)
 
 
