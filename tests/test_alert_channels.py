@@ -21,6 +21,7 @@ from etl.alerts import evaluate_and_deliver, post_report_digest
 from etl.alerts.channels import WORD_JOINER
 from etl.config import Config, resolve
 from tests.conftest import free_port, log_run, new_store, run_cli, unstamped
+from tests.genai_store import build_genai_store
 from tests.http_receiver import http_receiver
 from tests.smtp_servers import smtp_server
 from tests.templates import isolated
@@ -306,3 +307,59 @@ def test_the_report_digest_goes_to_chat_once(
     assert headline and body["blocks"][1]["text"]["text"].startswith(headline[:20])
     buttons = next(b for b in body["blocks"] if b["type"] == "actions")["elements"]
     assert buttons[0]["url"] == "https://reports.example.com/rr/2026-12-03/index.html"
+
+
+def test_daily_cost_over_budget_alerts_once_with_the_warehouse_cost(tmp_path: Path) -> None:
+    """The traces' cost as MLflow priced it (gpt-4o and gpt-4o-mini spans), over a budget."""
+    genai = build_genai_store(tmp_path / "store")
+    db = tmp_path / "runs.duckdb"
+    assert run_cli("extract", "--tracking-uri", genai.uri, "--db", str(db)).exit_code == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        first, cost = con.execute(
+            "select min(request_time), sum(total_cost) from traces"
+        ).fetchone()
+    assert cost > 0
+    config_file = tmp_path / "runreport.toml"
+    config_file.write_text(
+        f'[warehouse]\npath = "{db}"\n{slack_channel()}'
+        '[[alerts]]\nname = "spend"\nkind = "daily_cost"\nmax_usd = 0.000001\n'
+        'channels = ["chat"]\n[alerting]\nretries = 0\n'
+    )
+    with http_receiver() as receiver, pytest.MonkeyPatch.context() as env:
+        env.setenv("ALERT_URL", receiver.url())
+        config = resolve(config_file)
+        assert evaluate_and_deliver(config, now=first - timedelta(minutes=1)).new == 0
+        later = datetime.now(timezone.utc)
+        fired = evaluate_and_deliver(config, now=later)
+        again = evaluate_and_deliver(config, now=later + timedelta(minutes=5))
+    assert (fired.new, fired.sent, again.new) == (1, 1, 0)
+    (request,) = receiver.requests
+    assert f"traces cost {cost:.2f} USD" in request.json()["text"]
+
+
+def test_run_evaluates_after_its_extract_and_posts_the_digest(tmp_path: Path) -> None:
+    """`runreport run`: the first run sets the baseline; failures logged before the second
+    fire one failure_rate alert; the day's report goes to chat once (the second run
+    rewrites the same dated report)."""
+    uri = new_store(tmp_path / "store")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("nightly")
+    log_run(client, experiment, "ok", metrics={"val_auc": 0.8})
+    config_file = tmp_path / "runreport.toml"
+    config_file.write_text(
+        f'[tracking]\nuri = "{uri}"\n[warehouse]\npath = "{tmp_path / "runs.duckdb"}"\n'
+        f'[report]\nout = "{tmp_path / "reports"}"\nchannels = ["chat"]\n'
+        f'{slack_channel()}[[alerts]]\nname = "failures"\nkind = "failure_rate"\n'
+        'channels = ["chat"]\n[alerting]\nretries = 0\n'
+    )
+    with http_receiver() as receiver:
+        env = {"ALERT_URL": receiver.url()}
+        first = run_cli("run", "--config", str(config_file), "--no-email", env=env)
+        assert first.exit_code == 0, first.output
+        for n in range(4):
+            log_run(client, experiment, f"broken {n}", metrics={"val_auc": 0.1}, status="FAILED")
+        second = run_cli("run", "--config", str(config_file), "--no-email", env=env)
+        assert second.exit_code == 0, second.output
+    titles = [request.json()["blocks"][0]["text"]["text"] for request in receiver.requests]
+    assert titles == ["Daily report", "Failure spike"]
+    assert "4 failed runs" in receiver.requests[1].json()["text"]

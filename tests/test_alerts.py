@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,7 +139,6 @@ class Scenario:
     summaries: dict[int, Any] = field(default_factory=dict)
     sent_by_hour: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # (path, rule)
     run_ids: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 def ms(moment: datetime) -> int:
@@ -226,7 +224,6 @@ def history(client: MlflowClient, ids: dict[str, str], t0: datetime, s: Scenario
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     folder = tmp_path_factory.mktemp("alerts")
-    started = time.monotonic()
     receiver = Receiver(free_port())
     with isolated(folder) as env:
         uri = new_store(folder)
@@ -273,7 +270,6 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 for r in receiver.requests[seen:]
             ]
         fluent.__exit__(None, None, None)
-        s.seconds = time.monotonic() - started
         yield s
 
 
@@ -389,7 +385,3 @@ def test_slack_and_teams_payloads_have_the_required_structure(scenario: Scenario
             item["type"] in {"TextBlock", "FactSet"} for item in card["body"]
         )
         assert [a["type"] for a in card["actions"]] == ["Action.OpenUrl"] * 2
-
-
-def test_the_scenario_stays_fast(scenario: Scenario) -> None:
-    assert scenario.seconds < 150, scenario.seconds
