@@ -32,7 +32,6 @@ import smtplib
 import socket
 import ssl
 import string
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from etl.config import SMTP_PORTS, Config, SmtpSecurity, checked, default
 from etl.errors import ConfigError, JobFailed
+from etl.report.model import SUBJECT_FIELDS
+from etl.warehouse.atomic import write_file
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -199,14 +200,21 @@ def build_message(report_dir: Path, settings: MailSettings, attach_csv: bool) ->
 
 
 def check_subject(template: str) -> None:
-    """A subject template that cannot be parsed fails now, naming the fix."""
+    """A subject template that cannot be parsed, or names a figure no report has, fails
+    now (before the job's extract and report), naming the fix."""
     try:
-        list(string.Formatter().parse(template))
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
     except ValueError as exc:
         raise ConfigError(
             f"the subject template {template!r} cannot be formatted: {exc}",
             f"Write fields as {{name}}, e.g. {default('mail_subject')!r}",
         ) from None
+    for name in fields:
+        if name.split(".")[0].split("[")[0] not in SUBJECT_FIELDS:
+            raise ConfigError(
+                f"the subject template {template!r} names {{{name}}}, which no report has",
+                f"Use any of: {', '.join('{' + key + '}' for key in SUBJECT_FIELDS)}",
+            )
 
 
 def render_subject(template: str, figures: Mapping[str, Any]) -> str:
@@ -233,29 +241,11 @@ def inline_image_names(html: str) -> list[str]:
 
 
 def write_message(message: EmailMessage, path: Path) -> None:
-    """The message as an .eml file a mail client opens (CRLF line ends, as on the wire)."""
+    """The message as an .eml file a mail client opens (CRLF line ends, as on the wire),
+    written atomically: a full disk leaves the old file, not half a new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = message.as_bytes(policy=policy.SMTP)
-    # beside the target, then one rename: a full disk leaves the old file, not half a new one
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_file(path, message.as_bytes(policy=policy.SMTP))
 
 
 def send_message(message: EmailMessage, settings: MailSettings) -> None:

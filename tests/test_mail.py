@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import email
+import json
 import logging
 import re
 import shutil
@@ -26,6 +27,7 @@ from etl.mail import (
     inline_image_names,
     send_failure_notice,
 )
+from etl.report.model import REPORT_JSON, SUBJECT_FIELDS
 from etl.report.render import render_report
 from tests.conftest import free_port, log_run, new_store, run_cli, unstamped
 from tests.smtp_servers import make_tls, smtp_server
@@ -461,11 +463,28 @@ def test_no_recipient_is_a_config_error(report_dir: Path) -> None:
 
 
 def test_unknown_subject_field_is_a_config_error(report_dir: Path) -> None:
-    settings = settings_for(free_port(), subject_template="{date}: {crashes} crashes")
+    """Issue 23, item 13: checked with the settings, before any extract or report."""
     with pytest.raises(ConfigError) as failure:
-        email_report(report_dir, settings, dry_run=Path("x.eml"))
-    assert "names {crashes}, which the report does not have" in str(failure.value)
+        settings_for(free_port(), subject_template="{date}: {crashes} crashes")
+    assert "names {crashes}, which no report has" in str(failure.value)
     assert "{new_runs}" in failure.value.one_line()
+
+
+def test_every_subject_field_is_in_every_report(report_dir: Path) -> None:
+    figures = json.loads((report_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    assert set(SUBJECT_FIELDS) <= set(figures)
+
+
+def test_item13_a_run_with_a_bad_subject_stops_before_its_extract(tmp_path: Path) -> None:
+    config = tmp_path / "runreport.toml"
+    config.write_text(
+        f'[warehouse]\npath = "{tmp_path / "runs.duckdb"}"\n'
+        '[mail]\nto = ["lead@example.com"]\nsubject = "{crashes} crashes"\n'
+    )
+    result = run_cli("run", "--config", str(config))
+    assert result.exit_code == 2, result.output
+    assert "names {crashes}, which no report has" in unstamped(result.output)
+    assert not (tmp_path / "runs.duckdb").exists()
 
 
 def test_image_missing_from_the_report_folder_is_named(report_dir: Path, tmp_path: Path) -> None:

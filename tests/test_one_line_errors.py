@@ -128,3 +128,23 @@ def test_item11_search_runs_on_a_locked_sqlite_store_is_one_line_within_the_time
     )
     assert took < 30
     assert not (tmp_path / "runs.duckdb").exists()
+
+
+def test_item11_an_eml_on_a_full_disk_names_the_file_and_keeps_the_old_one(
+    rich_store: StoreFacts,
+    small_disk: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.duckdb"
+    assert run_cli("extract", "--tracking-uri", rich_store.uri, "--db", str(db)).exit_code == 0
+    eml = small_disk / "report.eml"
+    args = ("email", "--db", str(db), "--out", str(tmp_path / "r"), "--to", "lead@example.com")
+    assert run_cli(*args, "--dry-run", str(eml)).exit_code == 0
+    before = eml.read_bytes()
+    filler = fill(small_disk, 0)
+
+    result = run_cli(*args, "--dry-run", str(eml))
+    assert_one_line_error(result, 1, f"writing {eml} failed: No space left on device")
+    assert eml.read_bytes() == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "report.eml"]
+    filler.unlink()

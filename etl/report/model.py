@@ -17,6 +17,13 @@ INDEX_HTML = "index.html"  # the full, self-contained report
 EMAIL_HTML = "email.html"  # CSS inlined, charts as cid: images
 SUMMARY_TXT = "summary.txt"  # the email's text part
 REPORT_JSON = "report.json"  # the headline figures and what the next report compares with
+# The figures of report.json every report has, by name: what `mail.subject` may name
+# ("{headline} ({date})"). tests/test_mail.py holds report.json to it.
+SUBJECT_FIELDS = (
+    "date", "generated_at", "window_start", "window_days", "experiments", "runs", "new_runs",
+    "failed", "running", "zombies", "parents_left_open", "data_as_of", "extract_mode",
+    "new_runs_since_previous", "headline", "since",
+)  # fmt: skip
 
 # Every view the report reads; each is also written whole to its CSV file.
 VIEWS_USED = (
