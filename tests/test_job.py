@@ -191,8 +191,9 @@ def test_tracking_server_gone_mid_extract(tmp_path: Path) -> None:
     try:
         assert run_cli("extract", "--tracking-uri", server.uri, "--db", str(db)).exit_code == 0
         old_counts = table_counts(db)
-        # MLflow's HTTP client retries with backoff; keep its retries short for the test
-        env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+        # no retries: a server that stays gone fails the extract at once (tests/test_bad_night.py
+        # has the retries)
+        env = {"RUNREPORT_TRACKING_RETRIES": "0"}
         process = runreport(
             "extract",
             "--tracking-uri",
