@@ -8,6 +8,7 @@ command only (a query, --dry-run, --since) are plain click options here.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -25,6 +26,7 @@ from etl.config import (
     Dialect,
     SmtpSecurity,
     SqlFormat,
+    ViewsFormat,
     canonical,
     choice_words,
     choices,
@@ -398,25 +400,41 @@ def export(config_file: Path | None, **flags: Any) -> None:
     metavar="DIR",
     envvar="RUNREPORT_VIEWS_PARQUET",
     show_envvar=True,
-    help="spark: first make each table of this export (runreport export) a temporary view.",
+    help="spark: first make each table of this export (runreport export) a temporary view, "
+    "and runs_wide / runs_wide_all from its keys.",
 )
-def views(dialect: Dialect, parquet: str | None) -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(get_args(ViewsFormat), case_sensitive=False),
+    default="sql",
+    show_default=True,
+    help="sql: the statements, each ending with ';' and a blank line; json: a list of "
+    '{"name", "sql"} objects (the views\' comments hold \';\': no splitting needed).',
+)
+def views(dialect: Dialect, parquet: str | None, output: ViewsFormat) -> None:
     """The views of sql/ for another engine, transpiled with sqlglot, in dependency order.
 
-    One CREATE OR REPLACE TEMPORARY VIEW statement per view, each ending with ';' and a
-    blank line. A view that would not keep its meaning is refused (exit 1).
+    One CREATE OR REPLACE TEMPORARY VIEW statement per view. A view that would not keep
+    its meaning is refused (exit 1).
 
     \b
     Example:
       runreport export --parquet /lake/runreport
       runreport views --dialect spark --parquet /lake/runreport > views.sql
+      runreport views --dialect trino --format json > views.json
     """
     # lazy: sqlglot, for this command only
-    from etl.warehouse.dialects import view_sql
+    from etl.warehouse.dialects import SEPARATOR, named_statements, view_statements
     from etl.warehouse.export import local_export
 
     folder = local_export(parquet) if parquet is not None else None
-    click.echo(view_sql(dialect, parquet=folder), nl=False)
+    statements = view_statements(dialect, parquet=folder)
+    if output.lower() == "json":
+        named = named_statements(statements, dialect)
+        click.echo(json.dumps([{"name": name, "sql": sql} for name, sql in named], indent=2))
+    else:
+        click.echo("".join(sql + SEPARATOR for sql in statements), nl=False)
 
 
 @cli.command()

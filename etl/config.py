@@ -52,6 +52,7 @@ Direction = Literal["higher", "lower"]  # [metrics]: which direction is better
 LeaderboardRuns = Literal["root", "all", "children"]  # report.leaderboard_runs
 Dialect = Literal["spark", "trino", "duckdb"]  # runreport views --dialect
 SqlFormat = Literal["table", "csv", "json"]  # runreport sql --format
+ViewsFormat = Literal["sql", "json"]  # runreport views --format
 ChannelKind = Literal["slack", "teams", "webhook", "email"]  # [[channels]] kind
 AlertKind = Literal[
     "metric_regression",

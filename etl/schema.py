@@ -15,7 +15,9 @@ from typing import Any
 # 5: prompts (issue #24): prompts, prompt_tags, prompt_versions, prompt_aliases; prompt alias
 #    moves in model_alias_history (its `kind`); model_versions.user_id and run_link; the
 #    issues MLflow detected in traces.
-SCHEMA_VERSION = 5
+# 6: evaluation datasets (issue #24): evaluation_datasets, evaluation_dataset_tags,
+#    evaluation_dataset_experiments; run_model_inputs (a run table).
+SCHEMA_VERSION = 6
 META_TABLE = "runreport_meta"
 # the column a warehouse combined from [[sources]] names each row's tracking store by
 SOURCE_COLUMN = "tracking_source"
@@ -74,6 +76,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("context", "varchar"),
     ],
     "run_outputs": [("run_id", "varchar"), ("model_id", "varchar"), ("step", "bigint")],
+    # the logged models a run took as input (evaluated): RunInputs.model_inputs
+    "run_model_inputs": [("run_id", "varchar"), ("model_id", "varchar")],
     "logged_models": [
         ("model_id", "varchar"),
         ("experiment_id", "varchar"),
@@ -192,6 +196,23 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("last_updated_time", "ms"),
         ("traces", "bigint"),
     ],
+    # MLflow's GenAI evaluation datasets (search_datasets), without their records' contents
+    "evaluation_datasets": [
+        ("dataset_id", "varchar"),
+        ("name", "varchar"),
+        ("digest", "varchar"),
+        ("records", "bigint"),
+        ("created_time", "ms"),
+        ("last_update_time", "ms"),
+        ("created_by", "varchar"),
+        ("last_updated_by", "varchar"),
+    ],
+    "evaluation_dataset_tags": [
+        ("dataset_id", "varchar"),
+        ("key", "varchar"),
+        ("value", "varchar"),
+    ],
+    "evaluation_dataset_experiments": [("dataset_id", "varchar"), ("experiment_id", "varchar")],
     # per trace and model: the spans that called it, summed (span contents stay out)
     "trace_model_usage": [
         ("trace_id", "varchar"),
@@ -205,7 +226,16 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 
 # Tables whose rows belong to a run: an incremental load replaces a run's rows in each.
-RUN_TABLES = ("runs", "params", "metrics", "tags", "metric_history", "run_inputs", "run_outputs")
+RUN_TABLES = (
+    "runs",
+    "params",
+    "metrics",
+    "tags",
+    "metric_history",
+    "run_inputs",
+    "run_outputs",
+    "run_model_inputs",
+)
 
 # One row each time an extract sees an alias point somewhere new (version NULL: it
 # vanished), of a registered model (kind 'model') or a prompt ('prompt'). Not in TABLES: no

@@ -54,15 +54,17 @@ existing_parent as (
     where parent.run_id <> run_tags.run_id
 ),
 
--- every run with each of its existing ancestors; the path stops a corrupt tag cycle and
--- the depth cap bounds the walk whatever the tags say
+-- every run that has an existing parent with each of its existing ancestors (a run
+-- without one is its own root at depth 0: starting the walk from the nested children
+-- alone keeps it small); the path stops a corrupt tag cycle and the depth cap bounds the
+-- walk whatever the tags say
 ancestors as (
     select
         run_id,
-        run_id as ancestor_id,
-        0 as depth,
-        [run_id] as path
-    from runs
+        parent_run_id as ancestor_id,
+        1 as depth,
+        [run_id, parent_run_id] as path
+    from existing_parent
 
     union all
 
@@ -87,17 +89,25 @@ walk_end as (
     group by run_id
 ),
 
--- Databricks' rootRunId is used only where the walk stops short of it (a missing parent)
+-- Databricks' rootRunId is used only where the walk stops short of it (a missing parent):
+-- the run a walk's last run names in that tag, when the store holds it
+tagged_root as (
+    select
+        run_tags.run_id,
+        root.run_id as root_run_id
+    from run_tags
+    inner join runs as root on root.run_id = run_tags.databricks_root_run_id
+    where root.run_id <> run_tags.run_id
+),
+
+-- the runs whose walk went up at least one parent; every other run ends its own walk
 resolved_root as (
     select
         walk_end.run_id,
-        coalesce(tagged_root.run_id, walk_end.walk_root_id) as root_run_id,
+        coalesce(tagged_root.root_run_id, walk_end.walk_root_id) as root_run_id,
         walk_end.depth
     from walk_end
-    left join run_tags as walk_root_tags on walk_root_tags.run_id = walk_end.walk_root_id
-    left join runs as tagged_root
-        on tagged_root.run_id = walk_root_tags.databricks_root_run_id
-        and tagged_root.run_id <> walk_end.walk_root_id
+    left join tagged_root on tagged_root.run_id = walk_end.walk_root_id
 ),
 
 child_counts as (
@@ -124,8 +134,9 @@ final as (
             as duration_seconds,
         runs.lifecycle_stage,
         run_tags.parent_run_id,
-        resolved_root.root_run_id,
-        resolved_root.depth,
+        coalesce(resolved_root.root_run_id, own_tagged_root.root_run_id, runs.run_id)
+            as root_run_id,
+        coalesce(resolved_root.depth, 0) as depth,
         coalesce(child_counts.child_count, 0) as child_count,
         coalesce(child_counts.child_count, 0) > 0 as is_nested_parent,
         run_tags.parent_run_id is not null as is_nested_child,
@@ -144,6 +155,7 @@ final as (
     left join run_tags on run_tags.run_id = runs.run_id
     left join estimator_params on estimator_params.run_id = runs.run_id
     left join resolved_root on resolved_root.run_id = runs.run_id
+    left join tagged_root as own_tagged_root on own_tagged_root.run_id = runs.run_id
     left join child_counts on child_counts.run_id = runs.run_id
 )
 

@@ -212,3 +212,81 @@ def log_issues(store: GenaiStore) -> dict[str, str]:
             mlflow.log_issue(trace_id=t[label], issue_id=ids["wrong refund policy"])
         mlflow.log_issue(trace_id=t["bob_1"], issue_id=ids["slow answers"])
     return ids
+
+
+# --- evaluation datasets and runs that evaluated a logged model ---------------------------
+
+GOLDEN = "qa-golden"  # three records, one deleted, in two experiments
+EMPTY = "qa-empty"  # no record, no experiment, made by someone else
+
+
+@dataclass
+class EvaluationStore:
+    genai: GenaiStore
+    offline_experiment_id: str = ""
+    # name -> dataset id
+    datasets: dict[str, str] = field(default_factory=dict)
+    # label -> run id: runs that took the served logged model as input
+    evaluating_runs: dict[str, str] = field(default_factory=dict)
+
+
+def build_evaluation_store(folder: Path) -> EvaluationStore:
+    """The GenAI store with evaluation datasets and runs that evaluated its logged model;
+    a copy of the session's template."""
+    path, built = template("genai-evaluation", _log_evaluation_template)
+    store = copy.deepcopy(built)
+    store.genai.uri = copy_store(path, folder)
+    return store
+
+
+def _log_evaluation_template(folder: Path) -> EvaluationStore:
+    genai = build_genai_store(folder)
+    return log_evaluation(EvaluationStore(genai))
+
+
+def log_evaluation(store: EvaluationStore) -> EvaluationStore:
+    """Datasets through mlflow.genai.datasets (records merged, one deleted, tags, one
+    dataset linked to two experiments, one to none and created by another user), and
+    three runs with a logged-model input: one from log_metric(..., model_id=...), one from
+    log_inputs(models=...) alone, and a deleted one."""
+    from mlflow.entities import LoggedModelInput
+    from mlflow.genai.datasets import create_dataset
+
+    genai = store.genai
+    client = MlflowClient(genai.uri)
+    store.offline_experiment_id = client.create_experiment("offline evaluation")
+    with fluent_api(genai.uri, genai.experiment_id):
+        golden = create_dataset(
+            name=GOLDEN,
+            experiment_id=[genai.experiment_id, store.offline_experiment_id],
+            tags={"team": "support", "stage": "gold", "mlflow.user": "ann@example.com"},
+        )
+        golden.merge_records(
+            [
+                {"inputs": {"question": "refund?"}, "expectations": {"answer": "30 days"}},
+                {"inputs": {"question": "hours?"}, "expectations": {"answer": "9-5"}},
+                {"inputs": {"question": "shipping?"}},
+            ]
+        )
+        dropped = client._tracking_client.store._load_dataset_records(
+            golden.dataset_id, max_results=None
+        )[0][-1]
+        client._tracking_client.store.delete_dataset_records(
+            golden.dataset_id, [dropped.dataset_record_id]
+        )
+
+        with mlflow.start_run(run_name="scored the bot") as run:
+            mlflow.log_metric("accuracy", 0.8, model_id=genai.model_id)
+            store.evaluating_runs["by_metric"] = run.info.run_id
+    # MlflowClient's create_dataset links no experiment (the fluent one, the active one)
+    empty = client.create_dataset(name=EMPTY, tags={"mlflow.user": "bob@example.com"})
+    store.datasets = {GOLDEN: golden.dataset_id, EMPTY: empty.dataset_id}
+    for label in ("by_inputs", "deleted"):
+        run_id = client.create_run(
+            store.offline_experiment_id, run_name=f"evaluated ({label})"
+        ).info.run_id
+        client.log_inputs(run_id, models=[LoggedModelInput(model_id=genai.model_id)])
+        client.set_terminated(run_id)
+        store.evaluating_runs[label] = run_id
+    client.delete_run(store.evaluating_runs["deleted"])
+    return store

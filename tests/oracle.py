@@ -377,3 +377,59 @@ def issue_rows(uri: str) -> list[str]:
                 )
             )
     return sorted(map(repr, rows))
+
+
+# --- evaluation datasets, as search_datasets, get_dataset_experiment_ids and the records
+# MLflow loads for each dataset list them
+
+EVALUATION_DATASET_TABLES = (
+    "evaluation_datasets",
+    "evaluation_dataset_tags",
+    "evaluation_dataset_experiments",
+)
+
+
+def evaluation_dataset_rows(uri: str) -> Rows:
+    """Every dataset search_datasets lists, its record count as the records MLflow loads
+    for it (EvaluationDataset.records' own call, on this store), its tags and experiments."""
+    client = MlflowClient(uri)
+    store = client._tracking_client.store
+    found: dict[str, list[tuple[Any, ...]]] = {t: [] for t in EVALUATION_DATASET_TABLES}
+    for d in _all_pages(lambda t: client.search_datasets(page_token=t)):
+        records, _ = store._load_dataset_records(d.dataset_id, max_results=None)
+        found["evaluation_datasets"].append(
+            (
+                d.dataset_id,
+                d.name,
+                d.digest,
+                len(records),
+                d.created_time,
+                d.last_update_time,
+                d.created_by,
+                d.last_updated_by,
+            )
+        )
+        found["evaluation_dataset_tags"] += [(d.dataset_id, k, v) for k, v in d.tags.items()]
+        found["evaluation_dataset_experiments"] += [
+            (d.dataset_id, e) for e in store.get_dataset_experiment_ids(d.dataset_id)
+        ]
+    return {table: sorted(map(repr, rows)) for table, rows in found.items()}
+
+
+# --- logged-model inputs, as get_run gives each run of search_runs' listing
+
+
+def run_model_input_rows(uri: str) -> list[str]:
+    """(run_id, model_id) for every run of every experiment, deleted ones too, from
+    get_run's RunInputs.model_inputs (search_runs leaves them out)."""
+    client = MlflowClient(uri)
+    rows = []
+    for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000):
+        for run in _all_pages(
+            lambda t, e=e: client.search_runs(
+                [e.experiment_id], run_view_type=ViewType.ALL, page_token=t
+            )
+        ):
+            full = client.get_run(run.info.run_id)
+            rows += [(run.info.run_id, m.model_id) for m in full.inputs.model_inputs]
+    return sorted(map(repr, rows))

@@ -31,6 +31,9 @@ def isolated(folder: Path) -> Iterator[pytest.MonkeyPatch]:
         for name in list(os.environ):
             if name.startswith(("MLFLOW_", "RUNREPORT_")):
                 patch.delenv(name)
+        # MLflow prices LLM spans from a model catalog it would fetch from github.com
+        # first: tests never reach the internet, so it reads its bundled copy at once
+        patch.setenv("MLFLOW_MODEL_CATALOG_URI", "")
         patch.chdir(folder)
         yield patch
 

@@ -45,7 +45,7 @@ CONTEXT = "mlflow.data.context"
 ENTITY_TABLES = tuple(
     table
     for table in ("datasets", "run_inputs", "run_outputs", *entities.LISTED_TABLES)
-    if table not in (*GENAI_TABLES, *PROMPT_TABLES, "issues")
+    if table not in (*GENAI_TABLES, *PROMPT_TABLES, "issues", *entities.EVALUATION_DATASET_TABLES)
 )
 
 

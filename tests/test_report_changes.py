@@ -130,7 +130,7 @@ def test_changes_name_exactly_the_new_best_and_the_new_failure(story: Story) -> 
 def test_a_third_report_with_no_change_names_none(story: Story) -> None:
     assert story.third["changes"] == {
         "new_best": [], "best_removed": [], "new_failures": [], "new_stuck": [],
-        "new_parents_left_open": [],
+        "new_parents_left_open": [], "alias_moves": [], "pass_rate_drops": [],
     }  # fmt: skip
     assert story.third["since"] == story.second["generated_at"]
     text = (story.out / "summary.txt").read_text()
@@ -248,7 +248,7 @@ def test_previous_names_the_report_to_compare_with(story: Story, tmp_path: Path)
     result = render_report(story.db, tmp_path / "2030-01-02", previous=story.out.parent / "second")
     assert result.changes == {
         "new_best": [], "best_removed": [], "new_failures": [], "new_stuck": [],
-        "new_parents_left_open": [],
+        "new_parents_left_open": [], "alias_moves": [], "pass_rate_drops": [],
     }  # fmt: skip
     fresh = render_report(story.db, tmp_path / "fresh")
     assert fresh.changes is None

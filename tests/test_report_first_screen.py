@@ -152,7 +152,7 @@ def test_a_quiet_day_says_so_and_shows_the_leaderboard(pycaret: PycaretDays) -> 
     quiet = pycaret.quiet
     assert quiet.saved["changes"] == {
         "new_best": [], "best_removed": [], "new_failures": [], "new_stuck": [],
-        "new_parents_left_open": [],
+        "new_parents_left_open": [], "alias_moves": [], "pass_rate_drops": [],
     }  # fmt: skip
     assert quiet.saved["new_runs_since_previous"] == 0
     assert quiet.saved["headline"] == "Nothing new since the last report"

@@ -230,7 +230,11 @@ def assert_same_rows(
 def normal(value: Any) -> Any:
     """One representation for both engines' Python values."""
     if isinstance(value, (tuple, list)):
-        return tuple(normal(v) for v in value)
+        items = tuple(normal(v) for v in value)
+        # a map (key-value pairs) or a list of structs: the engines order them differently
+        if items and all(isinstance(item, tuple) for item in items):
+            return tuple(sorted(items, key=sort_key))
+        return items
     if isinstance(value, dict):
         return tuple(sorted((k, normal(v)) for k, v in value.items()))
     if isinstance(value, Decimal):

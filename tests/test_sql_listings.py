@@ -141,6 +141,10 @@ ENTITY_SIZES = {
     "trace_runs": 1,
     "trace_model_usage": 0,
     "issues": 0,
+    # no evaluation dataset: tests/test_eval_datasets.py has a store with them
+    "evaluation_datasets": 0,
+    "evaluation_dataset_tags": 0,
+    "evaluation_dataset_experiments": 0,
 }
 # add_edge_cases: m2 deleted, m4 added; churn 1 deleted with its alias; the prompt left out
 # of the model tables, in the prompt tables (its tag and MLflow's experiment link, two

@@ -35,6 +35,20 @@ RUN_OVERVIEW_COLUMNS = [
     "source_type",
 ]  # fmt: skip
 CONTRACT_COLUMNS = {
+    # Databricks' system.mlflow tables' shape (sql/README.md)
+    "experiments_latest": [
+        "account_id", "update_time", "delete_time", "experiment_id", "workspace_id", "name",
+        "create_time",
+    ],
+    "runs_latest": [
+        "account_id", "update_time", "delete_time", "workspace_id", "run_id", "experiment_id",
+        "created_by", "start_time", "end_time", "run_name", "status", "params", "tags",
+        "aggregated_metrics",
+    ],
+    "run_metrics_history": [
+        "account_id", "insert_time", "record_id", "workspace_id", "experiment_id", "run_id",
+        "metric_name", "metric_time", "metric_step", "metric_value",
+    ],
     "metric_curves": [
         "run_id",
         "experiment_id",
@@ -516,7 +530,8 @@ def test_every_view_builds_on_a_store_without_runs(tmp_path: Path) -> None:
     assert run_cli("extract", "--tracking-uri", uri, "--db", str(db)).exit_code == 0
     with duckdb.connect(str(db), read_only=True) as empty:
         for view, columns in CONTRACT_COLUMNS.items():
-            assert rows(empty, f"select count(*) from {view}") == [(0,)], view
+            experiments = 1 if view == "experiments_latest" else 0  # MLflow's Default
+            assert rows(empty, f"select count(*) from {view}") == [(experiments,)], view
             assert [r[0] for r in rows(empty, f"describe {view}")] == columns
         assert [r[0] for r in rows(empty, "describe runs_wide")] == WIDE_BASE_COLUMNS
         assert rows(empty, "select count(*) from runs_wide") == [(0,)]

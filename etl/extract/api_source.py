@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from etl.errors import JobFailed
@@ -19,6 +20,13 @@ from etl.extract.source import Batch, Plan, Records, RunKeys
 from etl.extract.tracking import redact
 from etl.redact import redact_text
 from etl.schema import empty_records
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger("runreport")
+DEFAULT_WORKSPACE = "default"
+WORKSPACES_NAMED = 5  # the warning names this many workspaces, then counts the rest
 
 
 class ApiSource:
@@ -58,6 +66,7 @@ class ApiSource:
     def batches(self, plan: Plan) -> Iterator[Batch]:
         if self.uri.startswith("file:"):
             yield from self._file_store_warnings()
+        yield from self._workspace_warnings()
         if plan.since is None:
             yield from self._all_runs(plan.metric_history)
             return
@@ -80,6 +89,15 @@ class ApiSource:
         if skipped:
             line = file_store.warning_line(root, skipped)
             yield Batch(empty_records(), warnings=[line], warning_count=len(skipped))
+
+    def _workspace_warnings(self) -> Iterator[Batch]:
+        others = unread_workspaces(self.client)
+        if others:
+            yield Batch(
+                empty_records(),
+                warnings=[workspace_warning_line(others)],
+                warning_count=len(others),
+            )
 
     def _all_runs(self, metric_history: bool) -> Iterator[Batch]:
         ids = self.experiment_ids
@@ -105,6 +123,37 @@ class ApiSource:
         return entities.entity_records(
             self.client, self.uri, self.experiment_ids, self.entity_page_sizes
         )
+
+
+def unread_workspaces(client: MlflowClient) -> list[str]:
+    """The MLflow workspaces (3.10+, `mlflow server --enable-workspaces`) other than the one
+    the client selects (MLFLOW_WORKSPACE, else 'default'): every listing and every run
+    lookup sees the selected workspace only, so their experiments, runs and registry are
+    not read. Empty for a store without workspaces, and for one that cannot say (an older
+    server answers neither server-info nor server-features): the check never fails an
+    extract."""
+    store = client._tracking_client.store
+    try:
+        if not getattr(store, "supports_workspaces", False):
+            return []
+        # MLflow is imported where it is used (seconds a --via sql run skips)
+        from mlflow.utils.workspace_context import get_request_workspace
+
+        selected = get_request_workspace() or DEFAULT_WORKSPACE
+        return sorted(w.name for w in client.list_workspaces() if w.name != selected)
+    except Exception as exc:
+        log.debug("workspaces not listed: %s", exc)
+        return []
+
+
+def workspace_warning_line(others: list[str]) -> str:
+    shown = ", ".join(others[:WORKSPACES_NAMED])
+    more = f" and {len(others) - WORKSPACES_NAMED} more" if len(others) > WORKSPACES_NAMED else ""
+    return (
+        f"MLflow workspaces not read: {len(others)} other than the selected one "
+        f"({shown}{more}); an extract reads the workspace MLFLOW_WORKSPACE selects "
+        "('default' when unset)"
+    )
 
 
 def raise_as_job_failure(exc: BaseException, uri: str) -> None:

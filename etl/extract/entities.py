@@ -7,8 +7,13 @@ times as epoch ms) and knows nothing of DuckDB:
   `run_input_output_records(runs)` turns a page into datasets, run_inputs, run_outputs;
 - logged models (with params, tags, metrics), the model registry (registered models,
   tags, versions, version tags, aliases), the prompt registry (prompts, tags, versions,
-  aliases) and traces (with assessments) are listings of their own, each paged to the end
-  by `entity_records`.
+  aliases), traces (with assessments) and evaluation datasets (with tags and the
+  experiments using them) are listings of their own, each paged to the end by
+  `entity_records`;
+- a run's logged-model inputs (`log_metric(..., model_id=...)`, `mlflow.genai.evaluate`)
+  are in get_run's answer only, not in search_runs': `model_input_records` reads a SQL
+  store's for a whole page in one SELECT, and asks any other store's get_run for each run
+  of a page, only when the store holds logged models at all.
 
 What MLflow's stores return, measured on mlflow 3.17: `search_model_versions` on SQL and
 HTTP stores leaves `aliases` empty and `model_id` None, so aliases come from the
@@ -32,7 +37,7 @@ from etl.schema import empty_records
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import LoggedModel, Run, Trace
+    from mlflow.entities import EvaluationDataset, LoggedModel, Run, Trace
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 log = logging.getLogger("runreport")
@@ -47,6 +52,7 @@ MODEL_VERSION_PAGE_SIZE = 10_000
 LOGGED_MODEL_PAGE_SIZE = 1_000
 TRACE_PAGE_SIZE = 5_000
 RUN_PAGE_SIZE = 10_000
+EVALUATION_DATASET_PAGE_SIZE = 1_000
 HTTP_TRACE_PAGE_SIZE = 500
 # search_logged_models and search_traces take experiment ids: this many per request.
 EXPERIMENT_BATCH_SIZE = 100
@@ -70,7 +76,19 @@ REGISTRY_TABLES = (
 PROMPT_TABLES = ("prompts", "prompt_tags", "prompt_versions", "prompt_aliases")
 TRACE_TABLES = ("traces", "trace_assessments", "trace_tags", "trace_runs", "trace_model_usage")
 ISSUE_TABLES = ("issues",)
-LISTED_TABLES = LOGGED_MODEL_TABLES + REGISTRY_TABLES + PROMPT_TABLES + TRACE_TABLES + ISSUE_TABLES
+EVALUATION_DATASET_TABLES = (
+    "evaluation_datasets",
+    "evaluation_dataset_tags",
+    "evaluation_dataset_experiments",
+)
+LISTED_TABLES = (
+    LOGGED_MODEL_TABLES
+    + REGISTRY_TABLES
+    + PROMPT_TABLES
+    + TRACE_TABLES
+    + ISSUE_TABLES
+    + EVALUATION_DATASET_TABLES
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +99,11 @@ class PageSizes:
     model_versions: int = MODEL_VERSION_PAGE_SIZE
     logged_models: int = LOGGED_MODEL_PAGE_SIZE
     traces: int | None = None  # by store: HTTP_TRACE_PAGE_SIZE over HTTP, else TRACE_PAGE_SIZE
+    evaluation_datasets: int = EVALUATION_DATASET_PAGE_SIZE
 
     @classmethod
     def all(cls, size: int) -> PageSizes:
-        return cls(size, size, size, size)
+        return cls(size, size, size, size, size)
 
 
 def _add(table: dict[str, list[Any]], **values: Any) -> None:
@@ -652,6 +671,148 @@ def json_list(values: list[str] | None) -> str | None:
     return json.dumps(values) if values else None
 
 
+# --- evaluation datasets ----------------------------------------------------------------
+
+# MLflow keeps a dataset's record count in its profile, {"num_records": n}, and no profile
+# for an empty one (mlflow/store/tracking/sqlalchemy_store.py, _compute_dataset_profile)
+NUM_RECORDS = "num_records"
+
+
+def list_evaluation_datasets(
+    client: MlflowClient, page_size: int = EVALUATION_DATASET_PAGE_SIZE
+) -> Iterator[EvaluationDataset]:
+    """Every evaluation dataset (search_datasets without experiments lists them all)."""
+    return _paged(lambda token: client.search_datasets(max_results=page_size, page_token=token))
+
+
+def dataset_record_count(profile: str | None) -> int:
+    """The records a dataset holds, as its profile counts them (0 without one)."""
+    count = json_object(profile).get(NUM_RECORDS, 0)
+    return int(count) if isinstance(count, int | float) else 0
+
+
+def evaluation_dataset_records(
+    client: MlflowClient, datasets: Iterable[EvaluationDataset]
+) -> Records:
+    """The datasets, their tags and the experiments each is linked to. The experiments come
+    from the client's own store (EvaluationDataset.experiment_ids would ask the process's
+    default tracking store), one request per dataset."""
+    store = client._tracking_client.store
+    records = empty_records()
+    for d in datasets:
+        _add(
+            records["evaluation_datasets"],
+            dataset_id=d.dataset_id,
+            name=d.name,
+            digest=_or_none(d.digest),
+            records=dataset_record_count(d.profile),
+            created_time=d.created_time,
+            last_update_time=d.last_update_time,
+            created_by=_or_none(d.created_by),
+            last_updated_by=_or_none(d.last_updated_by),
+        )
+        for key, value in d.tags.items():
+            _add(records["evaluation_dataset_tags"], dataset_id=d.dataset_id, key=key, value=value)
+        for experiment_id in store.get_dataset_experiment_ids(d.dataset_id):
+            _add(
+                records["evaluation_dataset_experiments"],
+                dataset_id=d.dataset_id,
+                experiment_id=str(experiment_id),
+            )
+    return records
+
+
+# --- logged-model inputs of runs ---------------------------------------------------------
+
+# tracking URI -> whether the store holds a logged model (asked once per process)
+_HOLDS_LOGGED_MODELS: dict[str, bool] = {}
+# run ids per SELECT when a SQL store's inputs are read for a page
+MODEL_INPUT_ID_BATCH = 500
+
+
+def store_holds_logged_models(client: MlflowClient) -> bool:
+    """Whether any experiment (deleted ones too) holds a logged model: a store without
+    one has no run with a logged-model input, and get_run is not asked per run. (A store
+    with one is asked for every run: a run evaluates a model of any experiment, and no
+    listing says which; over HTTP that is about 15 ms a run, where --via sql reads them
+    in one query.)"""
+    uri = client.tracking_uri
+    if uri not in _HOLDS_LOGGED_MODELS:
+        # MLflow is imported where it is used (seconds a --via sql run skips)
+        from mlflow.entities import ViewType
+
+        experiments = _paged(
+            lambda token: client.search_experiments(
+                view_type=ViewType.ALL, max_results=REGISTERED_MODEL_PAGE_SIZE, page_token=token
+            )
+        )
+        ids = [e.experiment_id for e in experiments]
+        try:
+            _HOLDS_LOGGED_MODELS[uri] = any(
+                len(client.search_logged_models(experiment_ids=batch, max_results=1)) > 0
+                for batch in _batched(ids, EXPERIMENT_BATCH_SIZE)
+            )
+        except Exception as exc:
+            if not _unsupported(exc):
+                raise
+            _HOLDS_LOGGED_MODELS[uri] = False
+    return _HOLDS_LOGGED_MODELS[uri]
+
+
+def model_input_records(client: MlflowClient, runs: Iterable[Run]) -> Records:
+    """run_model_inputs of a page of runs: the logged models each run took as input.
+    search_runs leaves RunInputs.model_inputs out: a SQL store's are read as
+    SqlAlchemyStore._get_model_inputs reads them, for the whole page in one SELECT; any
+    other store's through get_run, one call per run."""
+    records = empty_records(["run_model_inputs"])
+    run_ids = [run.info.run_id for run in runs]
+    if not run_ids:
+        return records
+    store: Any = client._tracking_client.store
+    # MLflow is imported where it is used: its import costs seconds a --via sql run skips
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if isinstance(store, SqlAlchemyStore):
+        found = _sql_model_inputs(store, run_ids)
+    elif store_holds_logged_models(client):
+        found = _model_inputs_by_get_run(client, run_ids)
+    else:
+        found = []
+    for run_id, model_id in found:
+        _add(records["run_model_inputs"], run_id=run_id, model_id=model_id)
+    return records
+
+
+def _sql_model_inputs(store: Any, run_ids: list[str]) -> list[tuple[str, str]]:
+    # MLflow's table model and SQLAlchemy: only on this path, through MLflow's own store
+    from mlflow.store.tracking.dbmodels.models import SqlInput
+    from sqlalchemy import select
+
+    found: list[tuple[str, str]] = []
+    with store.ManagedSessionMaker() as session:
+        for batch in _batched(run_ids, MODEL_INPUT_ID_BATCH):
+            query: Any = select(SqlInput.source_id, SqlInput.destination_id).where(
+                SqlInput.source_type == "RUN_INPUT",
+                SqlInput.destination_type == "MODEL_INPUT",
+                SqlInput.source_id.in_(batch),
+            )
+            found += [(run_id, model_id) for run_id, model_id in session.execute(query)]
+    return found
+
+
+def _model_inputs_by_get_run(client: MlflowClient, run_ids: list[str]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for run_id in run_ids:
+        try:
+            run = client.get_run(run_id)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            continue  # deleted for good since its page was listed: nothing to keep
+        found += [(run_id, m.model_id) for m in (run.inputs.model_inputs if run.inputs else [])]
+    return found
+
+
 # --- all listings -----------------------------------------------------------------------
 
 
@@ -735,5 +896,14 @@ def entity_records(
     merge(
         records,
         _or_skipped("detected issues", lambda: issue_records(list_issues(client), experiment_ids)),
+    )
+    merge(
+        records,
+        _or_skipped(
+            "evaluation datasets",
+            lambda: evaluation_dataset_records(
+                client, list_evaluation_datasets(client, sizes.evaluation_datasets)
+            ),
+        ),
     )
     return {table: records[table] for table in LISTED_TABLES}

@@ -53,6 +53,7 @@ def page_chunks(
     history a batch of runs at a time (etl.extract.history), so memory holds one batch of
     history, however many points the page's runs logged. Each skipped history is a warning."""
     records = entities.merge(reader.run_records(runs), entities.run_input_output_records(runs))
+    entities.merge(records, entities.model_input_records(client, runs))
     yield len(runs), records, []
     if not metric_history:
         return

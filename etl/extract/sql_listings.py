@@ -21,7 +21,9 @@ mlflow/store/tracking/sqlalchemy_store.py and mlflow/store/model_registry/):
   (an overridden feedback too), its value as JSON text and its source type standardized
   as AssessmentSource does (upper case, the legacy AI_JUDGE as LLM_JUDGE);
 - issues: those of these experiments, with the distinct traces whose issue references
-  name them (search_issues' include_trace_count).
+  name them (search_issues' include_trace_count);
+- evaluation datasets: every one, its record count from its profile (`num_records`, as
+  MLflow keeps it), its experiments from entity_associations (get_dataset_experiment_ids).
 
 Rows are matched to their parents (tags to models, assessments to traces) in Python, by
 exact string, as the listings compare them. Only the tables in store_shape.SHAPE are named.
@@ -121,6 +123,8 @@ def listing_records(snapshot: StoreSnapshot, experiment_ids: list[str]) -> Recor
         _traces(snapshot, experiments, records)
     if ISSUES in snapshot.parts:
         _issues(snapshot, experiments, records)
+    if store_shape.EVALUATION_DATASETS in snapshot.parts:
+        _evaluation_datasets(snapshot, records)
     return records
 
 
@@ -291,6 +295,19 @@ def _check_single_tenant_registry(snapshot: StoreSnapshot) -> None:
         )
 
 
+def _check_single_tenant_datasets(snapshot: StoreSnapshot) -> None:
+    """As _check_single_tenant_registry, for evaluation datasets (the same migration gave
+    them their workspace column)."""
+    sql = "select count(*) from evaluation_datasets where workspace <> :w"
+    (count,) = next(snapshot.rows(sql, {"w": DEFAULT_WORKSPACE}))
+    if count:
+        raise ConfigError(
+            f"{count} evaluation datasets live in MLflow workspaces other than "
+            f"'{DEFAULT_WORKSPACE}'; --via sql reads single-tenant stores only",
+            "Use --via search_runs",
+        )
+
+
 # --- traces, assessments, tags, run links and model usage -------------------------------
 
 
@@ -450,6 +467,43 @@ def _issues(snapshot: StoreSnapshot, experiments: set[str], records: Records) ->
             *row[9:11],
             traces.get(issue_id, 0),
         )
+
+
+# --- evaluation datasets ----------------------------------------------------------------
+
+_DATASETS_SQL = (
+    "select dataset_id, name, digest, profile, created_time, last_update_time, created_by, "
+    "last_updated_by from evaluation_datasets"
+)
+_DATASET_TAGS_SQL = 'select dataset_id, "key", value from evaluation_dataset_tags'
+_DATASET_EXPERIMENTS_SQL = (
+    "select source_id, destination_id from entity_associations "
+    "where source_type = 'evaluation_dataset' and destination_type = 'experiment'"
+)
+
+
+def _evaluation_datasets(snapshot: StoreSnapshot, records: Records) -> None:
+    if store_shape.WORKSPACES in snapshot.parts:
+        _check_single_tenant_datasets(snapshot)
+    listed: set[str] = set()
+    for dataset_id, name, digest, profile, created, updated, *by in snapshot.rows(_DATASETS_SQL):
+        listed.add(dataset_id)
+        _append(
+            records["evaluation_datasets"],
+            dataset_id,
+            name,
+            _or_none(digest),
+            entities.dataset_record_count(profile),
+            created,
+            updated,
+            *(_or_none(user) for user in by),
+        )
+    for dataset_id, key, value in snapshot.rows(_DATASET_TAGS_SQL):
+        if dataset_id in listed:
+            _append(records["evaluation_dataset_tags"], dataset_id, key, value)
+    for dataset_id, experiment_id in snapshot.rows(_DATASET_EXPERIMENTS_SQL):
+        if dataset_id in listed:
+            _append(records["evaluation_dataset_experiments"], dataset_id, str(experiment_id))
 
 
 def _value_text(value: Any) -> str | None:

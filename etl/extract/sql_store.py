@@ -93,6 +93,10 @@ _RUN_TABLE_SQL = {
     "run_outputs": "select source_id, destination_id, step from inputs "
     "where source_type = 'RUN_OUTPUT' and destination_type = 'MODEL_OUTPUT' "
     "and source_id {runs}",
+    # as SqlAlchemyStore._get_model_inputs (get_run's RunInputs.model_inputs)
+    "run_model_inputs": "select source_id, destination_id from inputs "
+    "where source_type = 'RUN_INPUT' and destination_type = 'MODEL_INPUT' "
+    "and source_id {runs}",
 }
 
 
@@ -204,9 +208,10 @@ class StoreSnapshot:
     def _run_tables(self, metric_history: bool) -> list[str]:
         left_out = {"metric_history"} if not metric_history else set()
         if store_shape.DATASETS not in self.parts:
-            left_out |= {"datasets", "run_inputs", "run_outputs"}
+            left_out |= {"datasets", "run_inputs", "run_outputs", "run_model_inputs"}
         if store_shape.MODEL_OUTPUTS not in self.parts:
-            left_out.add("run_outputs")
+            # logged models, and with them model inputs and outputs, came with MLflow 3.0
+            left_out |= {"run_outputs", "run_model_inputs"}
         return [table for table in _RUN_TABLE_SQL if table not in left_out]
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Iterator[Row]:
@@ -306,12 +311,14 @@ class StoreSnapshot:
         return sorted(changed)
 
     def has_listed_entities(self) -> bool:
-        """Whether the store holds any logged model, registered model or trace: when it
-        holds none, their listings are known empty without importing MLflow."""
+        """Whether the store holds any logged model, registered model, trace or evaluation
+        dataset: when it holds none, their listings are known empty without importing
+        MLflow."""
         listed = {
             "logged_models": store_shape.LOGGED_MODELS,
             "registered_models": "the model registry",
             "trace_info": store_shape.TRACES,
+            "evaluation_datasets": store_shape.EVALUATION_DATASETS,
         }
         tables = [table for table, part in listed.items() if part in self.parts]
         if not tables:

@@ -46,6 +46,7 @@ LOGGED_MODELS = "logged models"
 TRACES = "traces"
 WORKSPACES = "workspaces"
 ISSUES = "detected issues"
+EVALUATION_DATASETS = "evaluation datasets"
 
 SHAPE = (
     Needed("alembic_version", ("version_num",), "every MLflow SQL store"),
@@ -220,6 +221,30 @@ SHAPE = (
         ISSUES,
     ),
     Needed("issues", ("last_updated_timestamp",), "76601a5f987d, MLflow 3.x", ISSUES),
+    Needed(
+        "evaluation_datasets",
+        ("dataset_id", "name", "digest", "profile", "created_time", "last_update_time"),
+        "71994744cf8e, MLflow 3.4",
+        EVALUATION_DATASETS,
+    ),
+    Needed(
+        "evaluation_datasets",
+        ("created_by", "last_updated_by"),
+        "71994744cf8e, MLflow 3.4",
+        EVALUATION_DATASETS,
+    ),
+    Needed(
+        "evaluation_dataset_tags",
+        ("dataset_id", "key", "value"),
+        "71994744cf8e, MLflow 3.4",
+        EVALUATION_DATASETS,
+    ),
+    Needed(
+        "entity_associations",
+        ("source_type", "source_id", "destination_type", "destination_id"),
+        "de4033877273, MLflow 3.2",
+        EVALUATION_DATASETS,
+    ),
 )
 # The tables the reader may name: a test holds every query of the reader to these, so no
 # query reaches the tables that hold secrets (secrets, webhooks, jobs, gateway keys).

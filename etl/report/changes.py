@@ -18,7 +18,11 @@ ids of the zombie runs. A change is then:
   ended, so each failure is told once;
 - a newly stuck run: a zombie run the previous report did not list;
 - a parent newly left open: one of parents_left_open the previous report did not list
-  (so each is listed once, then only counted).
+  (so each is listed once, then only counted);
+- an alias move, of a registered model or a prompt: one alias_moves saw after the
+  previous report (set, moved to another version, or removed);
+- a pass-rate drop: an assessment's pass rate (valid feedback only) fell by at least
+  PASS_RATE_DROP since the previous report.
 
 The first report (no report.json, or one written before "state" existed) compares with
 nothing: `changes` and `since` are null.
@@ -47,6 +51,8 @@ class Changes:
     new_failures: list[Row] = field(default_factory=list)
     new_stuck: list[Row] = field(default_factory=list)
     new_open_parents: list[Row] = field(default_factory=list)
+    alias_moves: list[Row] = field(default_factory=list)
+    pass_rate_drops: list[Row] = field(default_factory=list)
 
     @property
     def since_time(self) -> datetime | None:
@@ -67,6 +73,8 @@ class Changes:
             + len(self.new_failures)
             + len(self.new_stuck)
             + len(self.new_open_parents)
+            + len(self.alias_moves)
+            + len(self.pass_rate_drops)
         )
 
     def as_json(self) -> dict[str, Any] | None:
@@ -78,6 +86,8 @@ class Changes:
             "new_failures": [_public(row, FAILURE_FIELDS) for row in self.new_failures],
             "new_stuck": [_public(row, STUCK_FIELDS) for row in self.new_stuck],
             "new_parents_left_open": [_public(row, STUCK_FIELDS) for row in self.new_open_parents],
+            "alias_moves": [_public(row, ALIAS_FIELDS) for row in self.alias_moves],
+            "pass_rate_drops": [_public(row, DROP_FIELDS) for row in self.pass_rate_drops],
         }
 
 
@@ -109,6 +119,17 @@ REMOVED_FIELDS = (
 PARAM_CHANGES_SHOWN = 10
 FAILURE_FIELDS = ("run_id", "experiment_id", "status", "run_name", "experiment_name")
 STUCK_FIELDS = ("run_id", "experiment_id", "run_name", "experiment_name")
+ALIAS_FIELDS = ("kind", "name", "alias", "change", "previous_version", "version", "observed_at")
+DROP_FIELDS = (
+    "experiment_id",
+    "experiment_name",
+    "assessment_name",
+    "pass_rate",
+    "previous_pass_rate",
+    "judged",
+)
+# an assessment's pass rate that fell by this much (5 points) since the previous report
+PASS_RATE_DROP = 0.05
 
 
 def _public(row: Row, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -154,6 +175,14 @@ def state_of(data: ReportData) -> dict[str, Any]:
         "open_parent_run_ids": sorted(
             row["run_id"] for row in data.views["parents_left_open"].rows
         ),
+        "pass_rates": [
+            {
+                "experiment_id": row["experiment_id"],
+                "assessment_name": row["assessment_name"],
+                "pass_rate": to_json(row["pass_rate"]),
+            }
+            for row in data.views["assessment_pass_rates"].rows
+        ],
     }
 
 
@@ -179,7 +208,36 @@ def compare(previous: dict[str, Any] | None, data: ReportData) -> Changes:
             row for row in data.views["zombie_runs"].rows if row["run_id"] not in seen_stuck
         ],
         new_open_parents=[row for row in open_parents if row["run_id"] not in seen_open],
+        alias_moves=alias_moves_since(since, data.views["alias_moves"].rows),
+        pass_rate_drops=pass_rate_drops(state.get("pass_rates") or [], data),
     )
+
+
+def alias_moves_since(since: str | None, moves: list[Row]) -> list[Row]:
+    """The alias changes (of models and prompts) an extract saw after the previous report."""
+    try:
+        after = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        return []
+    return [
+        row
+        for row in moves
+        if after is not None and row["change"] != "first_seen" and row["observed_at"] > after
+    ]
+
+
+def pass_rate_drops(before: list[dict[str, Any]], data: ReportData) -> list[Row]:
+    previous = {
+        (old.get("experiment_id"), old.get("assessment_name")): _number(old.get("pass_rate"))
+        for old in before
+    }
+    drops = []
+    for row in data.views["assessment_pass_rates"].rows:
+        was = previous.get((row["experiment_id"], row["assessment_name"]))
+        now = _number(row["pass_rate"])
+        if was is not None and now is not None and was - now >= PASS_RATE_DROP - 1e-9:
+            drops.append({**row, "previous_pass_rate": was})
+    return drops
 
 
 Experiment = tuple[Any, str]  # (tracking_source, experiment_id): ids repeat across sources

@@ -1,6 +1,12 @@
 """What the report shows, read from the warehouse views: the window, the headline figures
 and one `Section` per table, each cut to a screenful with the rest left to its CSV file.
 
+Most views are small (a row per experiment, user, status or day) and are read whole.
+The views that grow with the runs (`SHOWN_ONLY`: every active run, every duplicate
+name, ...) are read a screenful at a time: the rows a section shows and two counts, so
+the report's memory does not grow with the warehouse; their CSV files are streamed from
+DuckDB (etl/report/render.py).
+
 The window ("what happened"): with `since`, from midnight of that day in the report's
 time zone; otherwise the `days` days before `now` (a rolling window, so a daily report
 at 07:00 covers the 24 hours before it, not just the morning). Totals cover all history.
@@ -40,6 +46,16 @@ from etl.warehouse.extract_log import failure_log
 from etl.warehouse.sources import source_warehouse
 
 DUPLICATES_SHOWN = 20
+# view -> the time column its section is windowed on (None: not windowed); see the
+# module docstring
+SHOWN_ONLY: dict[str, str | None] = {
+    "recent_runs": "start_time",
+    "nested_searches": "start_time",
+    "duplicate_run_names": "last_start",
+    "metric_summary": None,
+    "unranked_experiments": None,
+    "leaderboard_groups": None,  # only its CSV file
+}
 DAILY_UP_TO = 62
 WEEKLY_UP_TO = 182
 TREND_WINDOWS = 4  # earlier windows of the same length each experiment is compared with
@@ -55,6 +71,27 @@ def read_view(con: duckdb.DuckDBPyConnection, name: str) -> ViewRows:
     columns = [item[0] for item in cursor.description]
     rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
     return ViewRows(name, columns, rows)
+
+
+def read_shown(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    window: Window,
+    column: str | None,
+    shown: int = SCREENFUL,
+) -> Section:
+    """The first `shown` rows of a view (of those in the window, with `column`), in the
+    view's order, and how many it holds, in the window and in all."""
+    where = f"where {column} >= $start" if column else ""
+    in_window = f"count(*) filter ({where})" if column else "count(*)"
+    parameters = {"start": window.start} if column else {}
+    total, in_view = con.execute(
+        f"select {in_window}, count(*) from {name}", parameters
+    ).fetchone() or (0, 0)
+    cursor = con.execute(f"select * from {name} {where} limit {int(shown)}", parameters)
+    columns = [item[0] for item in cursor.description]
+    rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+    return Section(name, rows, total, in_view, column is not None)
 
 
 def make_window(now: datetime, zone: str, since: date | None, days: int) -> Window:
@@ -77,12 +114,12 @@ def load_report_data(
     con: duckdb.DuckDBPyConnection, clock: Clock, since: date | None, days: int
 ) -> ReportData:
     window = make_window(clock.now, clock.timezone, since, days)
-    views = {name: read_view(con, name) for name in VIEWS_USED}
+    views = {name: read_view(con, name) for name in VIEWS_USED if name not in SHOWN_ONLY}
     data = ReportData(clock, window, {}, views)
-    data.figures = headline_figures(con, data)
     data.period = period_of(window)
     data.per_day = periods_of_window(views["runs_per_day"].rows, window, data.period)
-    data.sections = sections(views, window, data.per_day)
+    data.sections = sections(con, views, window, data.per_day)
+    data.figures = headline_figures(con, data)
     data.trends = experiment_trends(con, window, clock.now)
     data.tracking_uri = last_tracking_uri(con)
     data.sources = source_count(con)
@@ -205,7 +242,7 @@ def headline_figures(con: duckdb.DuckDBPyConnection, data: ReportData) -> dict[s
         "window_days": window.days,
         "experiments": experiments[0] if experiments else 0,
         "runs": sum(by_status.values()),
-        "new_runs": len(window.rows_in(views["recent_runs"].rows)),
+        "new_runs": data.sections["recent_runs"].total,
         "failed": len(failed),
         "running": by_status.get("RUNNING", 0),
         "zombies": len(views["zombie_runs"].rows),
@@ -315,12 +352,18 @@ def source_count(con: duckdb.DuckDBPyConnection) -> int:
     return max(1, int(row[0]) if row else 1)
 
 
-def sections(views: dict[str, ViewRows], window: Window, per_day: list[Row]) -> dict[str, Section]:
+def sections(
+    con: duckdb.DuckDBPyConnection, views: dict[str, ViewRows], window: Window, per_day: list[Row]
+) -> dict[str, Section]:
     def whole(name: str) -> Section:
+        if name in SHOWN_ONLY:
+            return read_shown(con, name, window, None)
         rows = views[name].rows
         return Section.screenful(name, rows, len(rows))
 
     def windowed(name: str, column: str = "start_time", shown: int = SCREENFUL) -> Section:
+        if name in SHOWN_ONLY:
+            return read_shown(con, name, window, column, shown)
         rows = window.rows_in(views[name].rows, column)
         return Section(name, rows[:shown], len(rows), len(views[name].rows), True)
 

@@ -88,6 +88,13 @@ class Links:
             return ""
         return f"{base}/models/{quote(str(model_id), safe='')}"
 
+    def prompt(self, name: object, version: object = None) -> str:
+        """A prompt in the registry (MLflow 3's prompts page), at `version` if given."""
+        if not self.ui or name is None:
+            return ""
+        url = f"{self.ui}/#/prompts/{quote(str(name), safe='')}"
+        return f"{url}?version={quote(str(version), safe='')}" if version is not None else url
+
     def traces(self, experiment_id: object) -> str:
         """The experiment's traces tab."""
         base = self.experiment(experiment_id)

@@ -48,6 +48,11 @@ VIEWS_USED = (
     "runs_per_dataset",
     "traces_per_day",
     "assessment_pass_rates",
+    "genai_cost_per_day",
+    "genai_usage_per_user",
+    "traces_by_name",
+    "issues",  # a table: MLflow's detected issues
+    "prompt_versions",  # a table: each prompt version with its template
 )
 STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 SCREENFUL = 25  # rows a section shows; its CSV file holds them all
@@ -194,6 +199,14 @@ class Entities:
     traces_per_day: Section  # days of the window with traces
     pass_rates: Section
     has_traces: bool  # any trace at all, in or out of the window
+    cost_by_model: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    usage_by_user: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    by_trace_name: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    open_issues: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    prompt_versions: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    prompt_moves: Section = field(default_factory=lambda: Section.screenful("", [], 0))
+    cost: float | None = None  # the traces' cost in the window (USD), None without cost
+    previous_cost: float | None = None  # in the window of the same length before it
 
     def figures(self) -> dict[str, Any]:
         """What report.json carries: `models` always, `traces` only when traces exist."""
@@ -211,7 +224,14 @@ class Entities:
                 "traces": traces,
                 "errors": errors,
                 "error_rate": errors / traces if traces else None,
+                "cost_usd": self.cost,
+                "previous_cost_usd": self.previous_cost,
+                "open_issues": self.open_issues.total,
             }
+        figures["prompts"] = {
+            "versions_registered": self.prompt_versions.total,
+            "alias_moves": self.prompt_moves.total,
+        }
         return figures
 
     @staticmethod

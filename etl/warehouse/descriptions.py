@@ -23,6 +23,10 @@ TABLES: dict[str, str] = {
     "datasets": "each dataset a run logged as an input",
     "run_inputs": "the datasets each run logged as inputs, with their context",
     "run_outputs": "the logged models each run output",
+    "run_model_inputs": (
+        "the logged models each run took as input (evaluated: `log_metric(..., model_id=...)`, "
+        "`mlflow.genai.evaluate`)"
+    ),
     "logged_models": "MLflow 3's logged models",
     "logged_model_params": "the params of each logged model",
     "logged_model_tags": "the tags of each logged model",
@@ -65,6 +69,12 @@ TABLES: dict[str, str] = {
         "the quality or operational problems MLflow detected in traces (`search_issues`), "
         "with how many traces reference each"
     ),
+    "evaluation_datasets": (
+        "MLflow's GenAI evaluation datasets (`search_datasets`): digest, how many records, "
+        "created and last updated, when and by whom (the records' contents are not kept)"
+    ),
+    "evaluation_dataset_tags": "the tags of each evaluation dataset",
+    "evaluation_dataset_experiments": "the experiments each evaluation dataset is linked to",
     "model_alias_history": (
         "each alias change an extract saw, of a model or a prompt (kind), kept across full rebuilds"
     ),
@@ -187,6 +197,20 @@ VIEWS: dict[str, str] = {
     ),
     "traces_by_name": (
         "per experiment and trace name: how many, errors, latency p50 and p95, tokens, cost"
+    ),
+    "experiments_latest": (
+        "every experiment in the shape of Databricks' system.mlflow.experiments_latest; "
+        "account_id, workspace_id and delete_time are NULL (no OSS counterpart)"
+    ),
+    "runs_latest": (
+        "every run in the shape of Databricks' system.mlflow.runs_latest: params and tags as "
+        "maps, metrics aggregated (latest, min, max); account_id, workspace_id, update_time "
+        "and delete_time are NULL"
+    ),
+    "run_metrics_history": (
+        "every metric history point in the shape of Databricks' "
+        "system.mlflow.run_metrics_history; account_id, workspace_id, insert_time and "
+        "record_id are NULL"
     ),
     "runs_wide": (
         "what `mlflow.search_runs(search_all_experiments=True)` returns, one column per "

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
+import duckdb
 import sqlglot
 from sqlglot import TokenType, exp
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
@@ -46,7 +47,7 @@ from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 from etl.config import Dialect
 from etl.errors import ConfigError, JobFailed
 from etl.warehouse.export import read_manifest
-from etl.warehouse.views import view_files
+from etl.warehouse.views import WIDE_RUN_COLUMNS, WIDE_SOURCES, view_files, wide_columns
 
 DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
 NO_TEMP_VIEWS: tuple[Dialect, ...] = ("trino",)
@@ -69,11 +70,6 @@ class View:
         return (tables & views) - ctes - {self.name}
 
 
-def view_sql(dialect: str, folder: Path | None = None, parquet: Path | None = None) -> str:
-    """Every statement for `dialect`, each ending with `;` and a blank line."""
-    return "".join(s + SEPARATOR for s in view_statements(dialect, folder, parquet))
-
-
 def view_statements(
     dialect: str, folder: Path | None = None, parquet: Path | None = None
 ) -> list[str]:
@@ -87,6 +83,8 @@ def view_statements(
     statements = parquet_tables(parquet) if parquet is not None else []
     for view in dependency_order(read_views(folder)):
         statements.append(create_view(view, dialect))
+    if parquet is not None:  # the search_runs-shaped wide tables, from the export's keys
+        statements += [sql for _, sql in spark_wide_statements(wide_keys_of_export(parquet))]
     return statements
 
 
@@ -284,3 +282,79 @@ def _refused(file: str, reason: str, hint: str = "") -> JobFailed:
 def _first_line(exc: Any) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def spark_wide_statements(keys: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(name, Spark SQL) of runs_wide_all and runs_wide over the warehouse tables as Spark
+    views (`runreport views --dialect spark --parquet DIR` makes them), with a column per
+    key of `keys` (source table -> its keys: `wide_keys_of_export`), named as create_runs_wide
+    names them in DuckDB. Spark, like DuckDB, ignores case in column names by default."""
+    selects = [f"runs.{name}" for name in WIDE_RUN_COLUMNS]
+    joins = []
+    for table in WIDE_SOURCES:
+        if not keys.get(table):
+            continue
+        joins.append(
+            f"LEFT JOIN (SELECT run_id, MAP_FROM_ENTRIES(COLLECT_LIST(STRUCT(key, value))) "
+            f"AS entries FROM {table} GROUP BY run_id) AS {table}_map "
+            f"ON {table}_map.run_id = runs.run_id"
+        )
+        for key, column in wide_columns(table, keys[table]):
+            # try_element_at: NULL for a key the run lacks, also under ANSI mode
+            selects.append(
+                f"TRY_ELEMENT_AT({table}_map.entries, {spark_literal(key)}) "
+                f"AS {spark_ident(column)}"
+            )
+    wide_all = (
+        f"CREATE OR REPLACE TEMPORARY VIEW runs_wide_all AS SELECT {', '.join(selects)} "
+        f"FROM runs {' '.join(joins)}"
+    ).rstrip()
+    wide = (
+        "CREATE OR REPLACE TEMPORARY VIEW runs_wide AS SELECT * FROM runs_wide_all "
+        "WHERE lifecycle_stage = 'active' AND experiment_id IN "
+        "(SELECT experiment_id FROM experiments WHERE lifecycle_stage = 'active')"
+    )
+    return [("runs_wide_all", wide_all), ("runs_wide", wide)]
+
+
+def wide_keys_of_export(folder: Path) -> dict[str, list[str]]:
+    """The distinct keys of the metrics, params and tags tables of a Parquet export (the
+    folder `runreport export --parquet` wrote), read with an in-memory DuckDB."""
+    con = duckdb.connect()
+    try:
+        found: dict[str, list[str]] = {}
+        for table in WIDE_SOURCES:
+            files = sorted((folder / table).rglob("*.parquet"))
+            if not files:
+                found[table] = []
+                continue
+            rows = con.execute(
+                "select distinct key from read_parquet($files) where key is not null",
+                {"files": [str(path) for path in files]},
+            ).fetchall()
+            found[table] = sorted(key for (key,) in rows)
+        return found
+    finally:
+        con.close()
+
+
+def named_statements(statements: list[str], dialect: str) -> list[tuple[str, str]]:
+    """(view or table name, statement) of each CREATE statement, as `runreport views
+    --format json` lists them: no splitting on `;` needed (the views' comments hold `;`)."""
+    named = []
+    for statement in statements:
+        tree = sqlglot.parse_one(statement, read=dialect)
+        target = tree.this if isinstance(tree, exp.Create) else None
+        table = target.this if isinstance(target, exp.Schema) else target
+        if not isinstance(table, exp.Table):
+            raise ValueError(f"not a CREATE statement: {statement[:80]}")
+        named.append((table.name, statement))
+    return named
+
+
+def spark_literal(text: str) -> str:
+    return exp.Literal.string(text).sql("spark")
+
+
+def spark_ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("spark")
