@@ -216,6 +216,7 @@ def _load_runs(wh: WarehouseBuilder, source: RunSource, plan: Plan, progress: Ru
         wh.append(batch.records)
         for line in skipped.add(batch.warnings):
             log.warning("%s", line)
+            wh.notices.append(line)
         warnings += batch.counted_warnings
         progress.advance(batch.runs, batch.records)
     for line in skipped.summary():

@@ -4,6 +4,7 @@ leave the previous warehouse whole."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -188,6 +189,18 @@ def test_item6_file_store_folders_mlflow_skips_are_counted_and_named(
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("select run_id from runs").fetchall() == [(good,)]
     assert con.execute("select warnings from extract_log").fetchall() == [(2,)]
+    con.close()
+
+    # ... and the report lists them under "Needs attention", and in report.json
+    out = tmp_path / "report"
+    assert run_cli("report", "--db", str(db), "--out", str(out)).exit_code == 0
+    notices = json.loads((out / "report.json").read_text(encoding="utf-8"))["extract_notices"]
+    assert notices == [warnings[0].split(" WARNING ", 1)[1]]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    attention = page[page.index('<section id="attention"') :]
+    attention = attention[: attention.index("</section>")]
+    assert "Left out by the last extract" in attention
+    assert f"experiment {lost} (3 runs)" in attention
 
 
 # --- errors: one line, the fix, non-zero exit, nothing written ---------------------------

@@ -41,8 +41,8 @@ from etl.report.model import (
     ViewRows,
     Window,
 )
-from etl.schema import SOURCE_COLUMN
-from etl.warehouse.extract_log import failure_log
+from etl.schema import META_TABLE, SOURCE_COLUMN
+from etl.warehouse.extract_log import NOTICE_KEY, failure_log
 from etl.warehouse.sources import source_warehouse
 
 DUPLICATES_SHOWN = 20
@@ -193,7 +193,15 @@ def read_freshness(con: duckdb.DuckDBPyConnection, db: Path) -> Freshness:
     ]
     failures.extend(pending_failures(db))
     failed_at, error = max(failures, key=lambda item: item[0], default=(None, None))
-    return Freshness(last_ok, mode, failed_at, error)
+    return Freshness(last_ok, mode, failed_at, error, extract_notices(con))
+
+
+def extract_notices(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The warning lines of the extract that wrote the warehouse (runreport_meta)."""
+    rows = con.execute(
+        f"select value from {META_TABLE} where key = ? order by all", [NOTICE_KEY]
+    ).fetchall()
+    return [line for (line,) in rows]
 
 
 def pending_failures(db: Path) -> list[tuple[datetime, str | None]]:

@@ -249,6 +249,7 @@ class Freshness:
     extract_mode: str | None = None  # its mode: full or incremental
     failed_at: datetime | None = None  # the newest failed extract after it, if any
     failure: str | None = None  # that failure, one line
+    notices: list[str] = field(default_factory=list)  # what the last extract left out
 
     def figures(self) -> dict[str, Any]:
         """What report.json carries."""
@@ -259,6 +260,7 @@ class Freshness:
             "data_as_of": utc_text(self.data_as_of) if self.data_as_of else None,
             "extract_mode": self.extract_mode,
             "extract_failure": failure,
+            "extract_notices": self.notices,
         }
 
 

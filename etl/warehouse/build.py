@@ -134,6 +134,7 @@ class WarehouseBuilder:
         self.tmp_path = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}-{id(self):x}")
         self.from_existing = from_existing
         self.keep_settings = keep_settings
+        self.notices: list[str] = []  # the extract's warning lines, kept in runreport_meta
         self.tables = tables  # False: the caller creates every table (etl.warehouse.sources)
         self.con: duckdb.DuckDBPyConnection | None = None
         self.memory_limit = BUILD_MEMORY_LIMIT
@@ -275,7 +276,7 @@ class WarehouseBuilder:
         and row written, fsync it and rename it over the target."""
         # no local name for the connection: a traceback holding it would keep the failed
         # file open (and its disk space taken) after abort() closed it
-        extract_log.write_meta(self.connection)
+        extract_log.write_meta(self.connection, self.notices)
         expected = _row_counts(self.connection)
         try:
             self.connection.execute("checkpoint")

@@ -83,7 +83,11 @@ TABLES: dict[str, str] = {
     "across full rebuilds",
     "alert_rule_state": "each alert rule's baseline (its first evaluation alerts nothing "
     "before it), kept across full rebuilds",
-    "runreport_meta": "`schema_version`; a warehouse of another version gets a full extract",
+    "runreport_meta": (
+        "`schema_version`; a warehouse of another version gets a full extract; "
+        "`extract_notice`: each warning line of the extract that wrote it (what it left "
+        "out), listed by the report under Needs attention"
+    ),
 }
 
 VIEWS: dict[str, str] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,9 +76,16 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
         return None
 
 
-def write_meta(con: duckdb.DuckDBPyConnection) -> None:
+# runreport_meta key of each warning line of the extract that wrote the warehouse (what it
+# left out, e.g. a file store's unreadable folders): the report lists them
+NOTICE_KEY = "extract_notice"
+
+
+def write_meta(con: duckdb.DuckDBPyConnection, notices: Sequence[str] = ()) -> None:
     con.execute(META_DDL)
     con.execute(f"insert into {META_TABLE} values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    for line in notices:
+        con.execute(f"insert into {META_TABLE} values (?, ?)", [NOTICE_KEY, line])
 
 
 def copy_extract_log(con: duckdb.DuckDBPyConnection, database: str) -> None:
