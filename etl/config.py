@@ -415,13 +415,6 @@ class Config:
         help="[[channels]] (by name) that get the daily report's headline and changes, "
         "with a link to the full report.",
     )
-    workspaces: list[str] = setting(
-        "report.workspaces",
-        [],
-        env="RUNREPORT_WORKSPACES",
-        check=non_blank,
-        help="MLflow workspaces (names or globs) the report covers. Default: every one.",
-    )
     zombie_ignore: list[str] = setting(
         "report.zombie_ignore",
         [],

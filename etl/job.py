@@ -25,11 +25,13 @@ the first extract that succeeds afterwards sends "recovered".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from etl.mail import MailSettings, email_report, send_failure_notice
 from etl.redact import redact_text
 from etl.warehouse import extract_log
 from etl.warehouse.build import check_writable
+from etl.warehouse.connect import open_warehouse
 from etl.warehouse.extract_log import FailureStreak
 from etl.warehouse.lock import warehouse_lock
 
@@ -164,6 +167,10 @@ def _run_locked(
         with step("email") as counts:
             email_report(folder, mail, config.attach_csv, None)
             counts["recipients"] = len(mail.to_addrs)
+    if mail is not None and config.mail_digests:
+        progress.step = "team digests"
+        with step("team digests") as counts:
+            counts["teams"] = send_team_digests(config, mail, clock)
 
     progress.step = "prune"
     with step("prune") as counts:
@@ -195,6 +202,35 @@ def _post_digest(config: Config, folder: Path) -> None:
             counts.update(
                 _never_failing(lambda: post_report_digest(config, folder, hold_lock=False))
             )
+
+
+def send_team_digests(config: Config, mail: MailSettings, clock: Clock) -> int:
+    """[[mail.digests]]: each team a report of its experiments only (every section cut to
+    them, what changed too), mailed to its own recipients; rendered in a temporary folder
+    beside the reports and not kept. Returns how many teams got one."""
+    # the report's libraries and the routing: only when digests are configured
+    from etl.alerts import mail_digest_routes
+    from etl.report.render import render_from_config
+
+    routes = mail_digest_routes(config, experiment_names(config.db))
+    for route in routes:
+        with tempfile.TemporaryDirectory(prefix=".digest-", dir=config.out) as work:
+            result = render_from_config(
+                config,
+                Path(work) / "digest",
+                clock=clock,
+                previous=previous_report(config.out, clock.today),
+                experiments=route.experiments,
+            )
+            team = dataclasses.replace(mail, to_addrs=tuple(route.to))
+            email_report(result.out, team, config.attach_csv, None)
+    return len(routes)
+
+
+def experiment_names(db: Path) -> list[str]:
+    with open_warehouse(db) as con:
+        rows = con.execute("select name from experiments order by name").fetchall()
+    return [name for (name,) in rows]
 
 
 def report_from_previous(

@@ -186,12 +186,17 @@ def state_of(data: ReportData) -> dict[str, Any]:
     }
 
 
-def compare(previous: dict[str, Any] | None, data: ReportData) -> Changes:
+def compare(previous: dict[str, Any] | None, data: ReportData, scoped: bool = False) -> Changes:
+    """`scoped`: `data` holds some experiments only (a team's digest): the previous
+    report's bests of the others are no change of this one."""
     state = previous.get("state") if previous else None
     if not isinstance(state, dict):
         return Changes(since=None)
     since = str(previous.get("generated_at")) if previous else None
     before, board = state.get("leaderboard") or [], data.views["leaderboard"].rows
+    if scoped:
+        shown = set(data.experiment_names)
+        before = [old for old in before if old.get("experiment_name") in shown]
     seen_failed = set(state.get("failed_run_ids") or [])
     seen_stuck = set(state.get("stuck_run_ids") or [])
     open_parents = data.views["parents_left_open"].rows

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ from etl.report.safe_html import escape_attributes
 from etl.report.templates import PAGES, Templates
 from etl.values import to_json
 from etl.warehouse.atomic import remove_leftovers, write_folder
-from etl.warehouse.connect import open_warehouse
+from etl.warehouse.connect import open_warehouse, quote_ident
 from etl.warehouse.settings import ViewSettings, apply_settings
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ def render_report(
     public_url: str | None = None,
     previous: Path | None = None,
     clock: Clock | None = None,
+    experiments: Sequence[str] | None = None,
 ) -> ReportResult:
     """Render every report file into `out` (replaced whole) and return where they are.
 
@@ -103,7 +104,8 @@ def render_report(
     the tracking URI when it is http(s)). `public_url`: where `out` is served, for the
     email's links. `previous`: the previous report (its folder or report.json) to compare
     with; default `out/report.json` when present. `clock`: the report's clock as
-    `report_clock` read it, in place of `now`."""
+    `report_clock` read it, in place of `now`. `experiments`: only these (by name) and what
+    belongs to them, for a team's digest ([[mail.digests]]; None: every one)."""
     if clock is not None and now is not None:
         raise TypeError("render_report takes now or clock, not both")
     pages = Templates(templates)  # a broken template fails before any work
@@ -111,6 +113,8 @@ def render_report(
     remove_leftovers(out, REPORT_JSON)  # first: it may put back a report a killed render left aside
     # open until the CSV files are written: the big views stream into them
     with report_connection(db, settings) as con:
+        if experiments is not None:
+            scope_to_experiments(con, experiments)
         share_base_views(con)
         data = read_report_data(con, db, now, since, days, clock)
         links = Links.resolve(ui_url, public_url, data.tracking_uri)
@@ -118,7 +122,9 @@ def render_report(
             # one UI address cannot serve the runs of several tracking servers
             log.info("%d tracking sources: runs and experiments are not linked", data.sources)
             links = Links(None, links.public)
-        changes = compare(previous_report(previous or out / REPORT_JSON), data)
+        changes = compare(
+            previous_report(previous or out / REPORT_JSON), data, scoped=experiments is not None
+        )
         data.figures["new_runs_since_previous"] = runs_since(con, changes)
         data.figures["headline"] = headline(data.figures, changes.as_json())
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,7 @@ def render_from_config(
     public_url: str | None = None,
     previous: Path | None = None,
     clock: Clock | None = None,
+    experiments: Sequence[str] | None = None,
 ) -> ReportResult:
     """render_report with what the configuration says (etl.config.resolve), as `report`,
     `email` and `run` call it. The view settings apply only where the user gave some."""
@@ -151,6 +158,7 @@ def render_from_config(
         public_url=public_url or config.public_url,
         previous=previous,
         clock=clock,
+        experiments=experiments,
     )
 
 
@@ -185,6 +193,28 @@ def report_connection(
             ) from None
     finally:
         con.close()
+
+
+def scope_to_experiments(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
+    """Only the experiments named, and the rows of every table that belong to them, for
+    this connection: temporary tables of the same names, which DuckDB reads before the
+    warehouse's (as share_base_views does), so every view sees the team's experiments."""
+    con.execute(
+        "create temp table experiments as select * from experiments "
+        "where name in (select unnest($names))",
+        {"names": list(names)},
+    )
+    scoped = con.execute(
+        "select distinct table_name from duckdb_columns() where database_name = "
+        "current_database() and schema_name = 'main' and column_name = 'experiment_id' "
+        "and table_name <> 'experiments' and table_name in (select table_name from "
+        "duckdb_tables() where database_name = current_database() and schema_name = 'main')"
+    ).fetchall()
+    for (table,) in scoped:
+        con.execute(
+            f"create temp table {quote_ident(table)} as select * from {quote_ident(table)} "
+            "where experiment_id in (select experiment_id from temp.experiments)"
+        )
 
 
 def share_base_views(con: duckdb.DuckDBPyConnection) -> None:
