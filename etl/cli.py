@@ -285,9 +285,11 @@ def seed(log_models: bool, **flags: Any) -> None:
     """
     # lazy: MLflow, for this command only
     from etl.demo.seed import seed_demo_runs
-    from etl.extract.tracking import default_tracking_uri
+    from etl.extract.tracking import configure_tracking_client, default_tracking_uri
 
     config = config_from_flags(None, **flags)
+    # a server that is down is tried as an extract tries it, not for MLflow's minutes
+    configure_tracking_client(config.tracking_timeout, config.tracking_retries)
     summary = seed_demo_runs(config.tracking_uri or default_tracking_uri(), log_models=log_models)
     click.echo(summary.describe())
 

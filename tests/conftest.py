@@ -43,6 +43,12 @@ REAL_PART_FIXTURES = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A pytest-xdist worker's __main__ has neither __spec__ nor __file__: pyspark.sql.connect
+    # (which MLflow imports to tell a Spark DataFrame, e.g. in create_external_model) then
+    # takes itself for a doctest run and calls sys.exit(0). Give it the file it looks for.
+    main = sys.modules["__main__"]
+    if getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
+        main.__file__ = sys.argv[0]
     config.addinivalue_line(
         "markers", "pure: starts no real part, so it runs in the fast layer (-m 'not slow')"
     )

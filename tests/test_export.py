@@ -13,13 +13,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from etl.schema import RUN_TABLES, SCHEMA_VERSION
 from etl.warehouse.connect import quote_literal
 from etl.warehouse.dialects import read_views
 from tests.conftest import StoreFacts, run_cli
 from tests.test_extract import assert_one_line_error, extract
 from tests.test_warehouse_safety import fill, small_disk  # noqa: F401  (a fixture)
 
-RUN_KEYED = ("params", "metrics", "tags", "metric_history", "run_inputs", "run_outputs")
+RUN_KEYED = tuple(table for table in RUN_TABLES if table != "runs")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_every_table_round_trips_with_its_manifest(warehouse: Path, tmp_path: Pa
 
     manifest = json.loads((lake / "_manifest.json").read_text())
     assert manifest["runreport_version"] == importlib.metadata.version("runreport")
-    assert manifest["schema_version"] == 3
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["warehouse"] == str(warehouse.resolve())
     (last,) = warehouse_query(
         warehouse,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -329,9 +330,12 @@ def test_cli_seed_twice_doubles_runs_but_not_experiments(tmp_path: Path) -> None
 
 def test_cli_seed_reports_an_unreachable_server() -> None:
     uri = f"http://127.0.0.1:{free_port()}"
-    result = run_cli("seed", "--tracking-uri", uri)
+    started = time.monotonic()
+    result = run_cli("seed", "--tracking-uri", uri, env={"RUNREPORT_TRACKING_RETRIES": "1"})
     assert result.exit_code == 1
     assert f"cannot reach the tracking server at {uri}" in result.stderr
+    assert "gave up after 2 attempts" in result.stderr
+    assert time.monotonic() - started < 60  # MLflow's own retries took four minutes
 
 
 def test_seed_refuses_a_deleted_experiment(tmp_path: Path) -> None:

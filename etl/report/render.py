@@ -32,7 +32,7 @@ from etl.errors import ConfigError, JobFailed
 from etl.report import charts, curves
 from etl.report.changes import Changes, compare, previous_report, state_of
 from etl.report.csv_export import view_query, write_csv, write_query_csv
-from etl.report.data import load_report_data, read_clock, read_freshness
+from etl.report.data import load_report_data, read_clock, read_freshness, view_columns
 from etl.report.format import NameCutter, headline
 from etl.report.links import Links
 from etl.report.model import (
@@ -47,6 +47,7 @@ from etl.report.model import (
 )
 from etl.report.safe_html import escape_attributes
 from etl.report.templates import PAGES, Templates
+from etl.schema import SOURCE_COLUMN
 from etl.values import to_json
 from etl.warehouse.atomic import remove_leftovers, write_folder
 from etl.warehouse.connect import open_warehouse, quote_ident
@@ -115,7 +116,8 @@ def render_report(
     with report_connection(db, settings) as con:
         if experiments is not None:
             scope_to_experiments(con, experiments)
-        share_base_views(con)
+        if not is_combined(con):
+            share_base_views(con)
         data = read_report_data(con, db, now, since, days, clock)
         links = Links.resolve(ui_url, public_url, data.tracking_uri)
         if data.sources > 1 and links.ui:
@@ -215,6 +217,12 @@ def scope_to_experiments(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -
             f"create temp table {quote_ident(table)} as select * from {quote_ident(table)} "
             "where experiment_id in (select experiment_id from temp.experiments)"
         )
+
+
+def is_combined(con: duckdb.DuckDBPyConnection) -> bool:
+    """A warehouse of several [[sources]]: each source's views read their own schema's
+    tables, which a temporary table of the same name would shadow."""
+    return SOURCE_COLUMN in view_columns(con, "runs")
 
 
 def share_base_views(con: duckdb.DuckDBPyConnection) -> None:
