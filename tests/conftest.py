@@ -268,7 +268,9 @@ class MlflowServer:
                 self.process.wait()
 
 
-def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
+def start_mlflow_server(
+    backend_uri: str, workers: int = 1, options: tuple[str, ...] = ()
+) -> MlflowServer:
     """A real `mlflow server` on 127.0.0.1 and a free port, answering /health. Its job
     runner (MLflow's GenAI jobs, none of runreport's requests) is off: left on, as MLflow's
     default has it, it starts eight more processes, each importing MLflow, and the server
@@ -287,6 +289,7 @@ def start_mlflow_server(backend_uri: str, workers: int = 1) -> MlflowServer:
             str(port),
             "--workers",
             str(workers),
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

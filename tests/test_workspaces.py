@@ -8,12 +8,6 @@ never names two experiments."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.utils.workspace_context import WorkspaceContext
 
-from tests.conftest import MlflowServer, free_port, log_run, new_store, run_cli
+from tests.conftest import MlflowServer, log_run, new_store, run_cli, start_mlflow_server
 from tests.oracle import mlflow_snapshot, warehouse_snapshot
 
 TEAM = "team-a"
@@ -32,41 +26,8 @@ SHARED_MODEL = "shared-name"  # a registered model of the same name in both work
 
 
 def start_workspace_server(backend_uri: str) -> MlflowServer:
-    """A real `mlflow server --enable-workspaces` on 127.0.0.1 (as conftest's
-    start_mlflow_server, with the flag), answering /health."""
-    port = free_port()
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    process = subprocess.Popen(
-        [
-            mlflow_bin,
-            "server",
-            "--backend-store-uri",
-            backend_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--enable-workspaces",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    server = MlflowServer(f"http://127.0.0.1:{port}", process)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError("mlflow server did not answer /health within 90 s")
+    """A real `mlflow server --enable-workspaces` on 127.0.0.1, answering /health."""
+    return start_mlflow_server(backend_uri, options=("--enable-workspaces",))
 
 
 @dataclass

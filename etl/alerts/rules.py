@@ -232,24 +232,7 @@ def _board(ctx: Context, rule: AlertRule) -> list[Row]:
 
 def _leaderboard_state(ctx: Context, board: list[Row]) -> dict[str, Any]:
     """What changes.new_best and changes.best_removed compare with (the report's state)."""
-    params = best_run_params(ctx.con)
-    return {
-        "leaderboard": [
-            {
-                "tracking_source": row.get("tracking_source"),
-                "experiment_id": row["experiment_id"],
-                "experiment_name": row["experiment_name"],
-                "metric": row["metric_key"],
-                "run_id": row["run_id"],
-                "run_name": row["run_name"],
-                "value": _number(row["value"]),
-                "runs": row["leaderboard_runs"],
-                "group_std": _number(row["group_std"]),
-                "params": params.get(row["run_id"], {}),
-            }
-            for row in board
-        ]
-    }
+    return {"leaderboard": changes.leaderboard_state(board, best_run_params(ctx.con))}
 
 
 def new_best(rule: AlertRule, ctx: Context) -> Found:

@@ -152,24 +152,30 @@ def previous_report(path: Path | None) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
+def leaderboard_state(board: list[Row], params: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """The leaderboard as new_best and best_removed compare with it (a report's state, and
+    an alert rule's): the best run per experiment, its value, spread and params."""
+    return [
+        {
+            "tracking_source": row.get("tracking_source"),
+            "experiment_id": row["experiment_id"],
+            "experiment_name": row["experiment_name"],
+            "metric": row["metric_key"],
+            "run_id": row["run_id"],
+            "run_name": row["run_name"],
+            "value": to_json(row["value"]),
+            "runs": row["leaderboard_runs"],
+            "group_std": to_json(row["group_std"]),
+            "params": params.get(row["run_id"], {}),
+        }
+        for row in board
+    ]
+
+
 def state_of(data: ReportData) -> dict[str, Any]:
     """What the next report compares with."""
     return {
-        "leaderboard": [
-            {
-                "tracking_source": row.get("tracking_source"),
-                "experiment_id": row["experiment_id"],
-                "experiment_name": row["experiment_name"],
-                "metric": row["metric_key"],
-                "run_id": row["run_id"],
-                "run_name": row["run_name"],
-                "value": to_json(row["value"]),
-                "runs": row["leaderboard_runs"],
-                "group_std": to_json(row["group_std"]),
-                "params": data.best_params.get(row["run_id"], {}),
-            }
-            for row in data.views["leaderboard"].rows
-        ],
+        "leaderboard": leaderboard_state(data.views["leaderboard"].rows, data.best_params),
         "failed_run_ids": sorted(row["run_id"] for row in data.views["failed_runs"].rows),
         "stuck_run_ids": sorted(row["run_id"] for row in data.views["zombie_runs"].rows),
         "open_parent_run_ids": sorted(
