@@ -41,7 +41,7 @@ def test_readme_first_screen_has_the_two_set_up_commands() -> None:
     assert len(lines) == 2
     demo, tests = lines
     assert demo.endswith("runreport demo")
-    assert tests.endswith("python -m pytest -n 2") and "[test]" in tests  # two xdist workers
+    assert tests.endswith("python -m pytest -n 2 --dist loadfile") and "[test]" in tests
     assert readme.index(demo) < 1500, "the commands are on the first screen"
     ci = (REPO / ".ci" / "run").read_text()
     # CI runs the README's own line (found by this pattern), not a copy that could drift
