@@ -45,10 +45,11 @@ REAL_PART_FIXTURES = {
 def pytest_configure(config: pytest.Config) -> None:
     # A pytest-xdist worker's __main__ has neither __spec__ nor __file__: pyspark.sql.connect
     # (which MLflow imports to tell a Spark DataFrame, e.g. in create_external_model) then
-    # takes itself for a doctest run and calls sys.exit(0). Give it the file it looks for.
+    # takes itself for a doctest run and calls sys.exit(0). Give it a file to find: an
+    # empty one, since a spawned process (the extract's workers) runs the main file again.
     main = sys.modules["__main__"]
     if getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
-        main.__file__ = sys.argv[0]
+        main.__file__ = os.devnull
     config.addinivalue_line(
         "markers", "pure: starts no real part, so it runs in the fast layer (-m 'not slow')"
     )
