@@ -433,3 +433,16 @@ def run_model_input_rows(uri: str) -> list[str]:
             full = client.get_run(run.info.run_id)
             rows += [(run.info.run_id, m.model_id) for m in full.inputs.model_inputs]
     return sorted(map(repr, rows))
+
+
+def mismatches(expected: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
+    """Per table whose rows differ: the rows MLflow lists that the warehouse lacks, and
+    the rows the warehouse holds that MLflow does not list. Empty: equal."""
+    return {
+        table: {
+            "missing": sorted(set(rows) - set(got[table])),
+            "extra": sorted(set(got[table]) - set(rows)),
+        }
+        for table, rows in expected.items()
+        if got[table] != rows
+    }

@@ -27,6 +27,7 @@ from tests.genai_store import EMPTY, GOLDEN, EvaluationStore, build_evaluation_s
 from tests.oracle import (
     EVALUATION_DATASET_TABLES,
     evaluation_dataset_rows,
+    mismatches,
     run_model_input_rows,
     warehouse_rows,
 )
@@ -67,17 +68,6 @@ def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def expected_rows(uri: str) -> dict[str, list[str]]:
     return {**evaluation_dataset_rows(uri), "run_model_inputs": run_model_input_rows(uri)}
-
-
-def mismatches(expected: dict[str, list[str]], got: dict[str, list[str]]) -> dict[str, Any]:
-    return {
-        table: {
-            "missing": sorted(set(rows) - set(got[table])),
-            "extra": sorted(set(got[table]) - set(rows)),
-        }
-        for table, rows in expected.items()
-        if got[table] != rows
-    }
 
 
 @pytest.mark.parametrize("source", SOURCES)

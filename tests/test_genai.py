@@ -16,7 +16,7 @@ from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, Me
 
 from etl.refresh import ExtractOptions, run_extract
 from tests.genai_store import BIG, CHEAP, GenaiStore, build_genai_store
-from tests.oracle import GENAI_TABLES, genai_rows, warehouse_rows
+from tests.oracle import GENAI_TABLES, genai_rows, mismatches, warehouse_rows
 
 SOURCES = ("search_runs", "sql")
 
@@ -85,15 +85,7 @@ def test_every_genai_table_equals_mlflows_listing(
         "trace_model_usage": 7,
     }
     got = warehouse_rows(warehouses[source], GENAI_TABLES)
-    mismatches = {
-        table: {
-            "missing": sorted(set(rows) - set(got[table])),
-            "extra": sorted(set(got[table]) - set(rows)),
-        }
-        for table, rows in expected.items()
-        if got[table] != rows
-    }
-    assert mismatches == {}
+    assert mismatches(expected, got) == {}
 
 
 def test_both_sources_build_the_same_genai_tables(warehouses: dict[str, Path]) -> None:

@@ -26,7 +26,7 @@ from tests.genai_store import (
     GenaiStore,
     build_genai_store,
 )
-from tests.oracle import PROMPT_TABLES, prompt_rows, warehouse_rows
+from tests.oracle import PROMPT_TABLES, mismatches, prompt_rows, warehouse_rows
 from tests.test_entities import fluent_api
 
 SOURCES = ("search_runs", "sql")
@@ -72,15 +72,7 @@ def test_every_prompt_table_equals_mlflows_prompt_api(
         "prompt_aliases": 2,
     }
     got = warehouse_rows(warehouses[source], PROMPT_TABLES)
-    mismatches = {
-        table: {
-            "missing": sorted(set(rows) - set(got[table])),
-            "extra": sorted(set(got[table]) - set(rows)),
-        }
-        for table, rows in expected.items()
-        if got[table] != rows
-    }
-    assert mismatches == {}
+    assert mismatches(expected, got) == {}
 
 
 def test_both_sources_build_the_same_prompt_tables(warehouses: dict[str, Path]) -> None:

@@ -25,6 +25,7 @@ from etl.extract import entities, sql_listings, sql_store, store_shape
 from etl.extract.reader import Records
 from etl.extract.sql_store import StoreSnapshot, open_snapshot
 from tests.mysql import MysqlServer, mysql  # noqa: F401  (a fixture)
+from tests.oracle import mismatches as table_mismatches
 from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
 from tests.test_entities import (
     EntityStore,
@@ -107,14 +108,7 @@ def by_mlflow(uri: str) -> dict[str, list[str]]:
 
 def mismatches(expected: dict[str, list[str]], got: dict[str, list[str]]) -> dict[str, Any]:
     assert set(got) == set(entities.LISTED_TABLES)
-    return {
-        table: {
-            "missing": sorted(set(rows) - set(got[table])),
-            "extra": sorted(set(got[table]) - set(rows)),
-        }
-        for table, rows in expected.items()
-        if got[table] != rows
-    }
+    return table_mismatches(expected, got)
 
 
 def sizes(tables: dict[str, list[str]]) -> dict[str, int]:
