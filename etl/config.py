@@ -921,8 +921,7 @@ def _runs_by_experiment(table: Mapping[Any, Any], where: str) -> dict[str, str]:
 def _mail_digests(tables: Any, where: str) -> list[MailDigest]:
     """[[mail.digests]]: each team's recipients and the experiments (globs) it gets."""
     example = 'e.g. [[mail.digests]] to = ["churn-team@example.com"] experiments = ["churn*"]'
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{where} must be [[mail.digests]] tables", example)
+    _check_tables(tables, f"{where} must be [[mail.digests]] tables", example)
     found = []
     for number, table in enumerate(tables, 1):
         at = f"{where} number {number}"
@@ -945,10 +944,15 @@ _TABLE_CHECKS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+def _check_tables(tables: Any, problem: str, example: str) -> None:
+    """An array of tables ([[name]] in TOML), or the one-line error naming it."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(problem, example)
+
+
 def _sources(tables: Any, path: Path) -> list[Source]:
     example = 'e.g. [[sources]] name = "team_a" tracking_uri = "http://mlflow-a:5000"'
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{path}: sources must be [[sources]] tables", example)
+    _check_tables(tables, f"{path}: sources must be [[sources]] tables", example)
     found: list[Source] = []
     for number, table in enumerate(tables, 1):
         where = f"{path}: [[sources]] number {number}"
@@ -1023,8 +1027,7 @@ CHANNEL_KEYS: dict[str, set[str]] = {
 
 def _channels(tables: Any, path: Path) -> list[Channel]:
     example = 'e.g. [[channels]] name = "ml-team" kind = "slack" url_env = "RUNREPORT_SLACK_URL"'
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{path}: channels must be [[channels]] tables", example)
+    _check_tables(tables, f"{path}: channels must be [[channels]] tables", example)
     found: list[Channel] = []
     for number, table in enumerate(tables, 1):
         where = f"{path}: [[channels]] number {number}"
@@ -1091,8 +1094,7 @@ def _alert_rules(tables: Any, path: Path) -> list[AlertRule]:
         'e.g. [[alerts]] name = "churn regression" kind = "metric_regression" '
         'channels = ["ml-team"]'
     )
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{path}: alerts must be [[alerts]] tables", example)
+    _check_tables(tables, f"{path}: alerts must be [[alerts]] tables", example)
     found: list[AlertRule] = []
     for number, table in enumerate(tables, 1):
         where = f"{path}: [[alerts]] number {number}"
