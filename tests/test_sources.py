@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -34,35 +36,37 @@ def write_config(folder: Path, uris: dict[str, str]) -> Path:
     return path
 
 
-def relations(db: Path) -> dict[str, str]:
-    """name -> 'table' or 'view', of the main schema."""
-    con = duckdb.connect(str(db), read_only=True)
+Connection = duckdb.DuckDBPyConnection
+
+
+@contextmanager
+def reading(*dbs: Path) -> Iterator[list[Connection]]:
+    """A read-only connection to each warehouse, held for many queries: opening one (its
+    catalog of tables and views) takes tens of milliseconds."""
+    cons = [duckdb.connect(str(db), read_only=True) for db in dbs]
     try:
-        rows = con.execute(
-            "select table_name, table_type from information_schema.tables "
-            "where table_schema = 'main'"
-        ).fetchall()
+        yield cons
     finally:
-        con.close()
+        for con in cons:
+            con.close()
+
+
+def relations(con: Connection) -> dict[str, str]:
+    """name -> 'table' or 'view', of the main schema."""
+    rows = con.execute(
+        "select table_name, table_type from information_schema.tables where table_schema = 'main'"
+    ).fetchall()
     return {name: "view" if kind == "VIEW" else "table" for name, kind in rows}
 
 
-def rows_of(db: Path, relation: str, columns: list[str], where: str = "") -> Rows:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        selected = ", ".join(f'"{c}"' for c in columns)
-        found = con.execute(f'select {selected} from "{relation}" {where}').fetchall()
-    finally:
-        con.close()
+def rows_of(con: Connection, relation: str, columns: list[str], where: str = "") -> Rows:
+    selected = ", ".join(f'"{c}"' for c in columns)
+    found = con.execute(f'select {selected} from "{relation}" {where}').fetchall()
     return sorted(map(repr, found))
 
 
-def columns_of(db: Path, relation: str) -> list[str]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [row[0] for row in con.execute(f'describe "{relation}"').fetchall()]
-    finally:
-        con.close()
+def columns_of(con: Connection, relation: str) -> list[str]:
+    return [row[0] for row in con.execute(f'describe "{relation}"').fetchall()]
 
 
 # Rows that differ between two extracts by when they ran, not by what they read.
@@ -84,35 +88,37 @@ def test_two_sources_equal_two_warehouses_with_the_source_column(
     run_extract(lab.uri, alone["lab"], show_progress=False)
     run_extract(genai.uri, alone["genai"], show_progress=False)
 
-    # the collision the combined warehouse must keep apart: both stores have experiment 0
-    assert rows_of(combined, "experiments", ["tracking_source"], "where experiment_id = '0'") == [
-        "('genai',)",
-        "('lab',)",
-    ]
-    kinds = relations(combined)
-    compared = []
-    for name, db in alone.items():
-        for relation, kind in relations(db).items():
-            if relation == "runreport_meta" or relation in EXTRACT_TIMES:
-                continue
-            columns = columns_of(db, relation)
-            assert kinds[relation] == kind, relation
-            expected = rows_of(db, relation, columns)
-            if is_settings_table(relation):  # one configuration: one copy, no source
-                assert columns_of(combined, relation) == columns, relation
-                where = ""
-            else:
-                assert columns_of(combined, relation)[0] == "tracking_source", relation
-                where = f"where tracking_source = '{name}'"
-            assert rows_of(combined, relation, columns, where) == expected, (name, relation)
-            compared.append((name, relation, len(expected)))
+    with reading(combined, *alone.values()) as (both, *separate):
+        # the collision the combined warehouse must keep apart: both stores have experiment 0
+        assert rows_of(both, "experiments", ["tracking_source"], "where experiment_id = '0'") == [
+            "('genai',)",
+            "('lab',)",
+        ]
+        kinds = relations(both)
+        compared = []
+        for name, con in zip(alone, separate, strict=True):
+            for relation, kind in relations(con).items():
+                if relation == "runreport_meta" or relation in EXTRACT_TIMES:
+                    continue
+                columns = columns_of(con, relation)
+                assert kinds[relation] == kind, relation
+                expected = rows_of(con, relation, columns)
+                if is_settings_table(relation):  # one configuration: one copy, no source
+                    assert columns_of(both, relation) == columns, relation
+                    where = ""
+                else:
+                    assert columns_of(both, relation)[0] == "tracking_source", relation
+                    where = f"where tracking_source = '{name}'"
+                assert rows_of(both, relation, columns, where) == expected, (name, relation)
+                compared.append((name, relation, len(expected)))
+        # each source's extract history, under its name
+        extract_log = rows_of(both, "extract_log", ["tracking_source", "mode", "status"])
     sizes = {(name, relation): n for name, relation, n in compared}
     assert sizes["lab", "runs"] == 10 and sizes["genai", "runs"] == 2
     assert sizes["genai", "traces"] == 4 and sizes["genai", "model_versions"] == 4
     assert sizes["lab", "leaderboard"] > 0 and sizes["lab", "nested_searches"] > 0
     assert len({relation for _, relation, _ in compared}) >= 50  # every table and view
-    # each source's extract history, under its name
-    assert rows_of(combined, "extract_log", ["tracking_source", "mode", "status"]) == [
+    assert extract_log == [
         "('genai', 'full', 'ok')",
         "('lab', 'full', 'ok')",
     ]
@@ -127,7 +133,9 @@ def test_incremental_sources_then_report_and_export(
         result = run_cli("extract", "--config", str(config), *flags)
         assert result.exit_code == 0, result.output
     combined = tmp_path / "runs.duckdb"
-    assert rows_of(combined, "extract_log", ["tracking_source", "mode"]) == [
+    with reading(combined) as (con,):
+        extract_log = rows_of(con, "extract_log", ["tracking_source", "mode"])
+    assert extract_log == [
         "('genai', 'full')",
         "('genai', 'incremental')",
         "('lab', 'full')",
@@ -156,10 +164,11 @@ def test_incremental_sources_then_report_and_export(
         f"select tracking_source, count(*) from read_parquet('{pattern}', "
         "hive_partitioning = true) group by all order by 1"
     ).fetchall()
-    assert exported == [
-        ("genai", len(rows_of(combined, "metrics", ["run_id"], "where tracking_source = 'genai'"))),
-        ("lab", len(rows_of(combined, "metrics", ["run_id"], "where tracking_source = 'lab'"))),
-    ]
+    with reading(combined) as (both,):
+        assert exported == [
+            ("genai", len(rows_of(both, "metrics", ["run_id"], "where tracking_source = 'genai'"))),
+            ("lab", len(rows_of(both, "metrics", ["run_id"], "where tracking_source = 'lab'"))),
+        ]
 
 
 def refused_and_untouched(config: Path, attempt: list[str], words: str) -> None:
