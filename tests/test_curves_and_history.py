@@ -38,7 +38,12 @@ from etl.report.curves import load_curves
 from etl.report.render import render_report
 from tests.conftest import build_rich_store, log_run, new_store, run_cli
 from tests.test_metric_history import oracle, stored
-from tests.test_spark import assert_same_rows, spark, statements_of  # noqa: F401
+from tests.test_spark import (  # noqa: F401
+    assert_same_rows,
+    create_in_spark,
+    spark,
+    statements_of,
+)
 from tests.test_warehouse_safety import query
 
 T0 = 1_700_000_000_000  # points one second apart from here: the logged order is known
@@ -181,8 +186,7 @@ def test_metric_curves_in_spark_equal_duckdb(
     assert exported.exit_code == 0, exported.output
     views = run_cli("views", "--dialect", "spark", "--parquet", str(lake))
     assert views.exit_code == 0, views.output
-    for statement in statements_of(views.output):
-        spark.sql(statement)
+    create_in_spark(spark, statements_of(views.output))
     duck = query(db, "select * from metric_curves")
     arrow = spark.sql("select * from metric_curves").toArrow()
     assert_same_rows(duck, [tuple(row.values()) for row in arrow.to_pylist()], "metric_curves")

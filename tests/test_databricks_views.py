@@ -37,7 +37,7 @@ from etl.warehouse.dialects import (
 from etl.warehouse.views import view_files
 from tests.conftest import StoreFacts, run_cli
 from tests.test_extract import extract
-from tests.test_spark import assert_same_rows, spark
+from tests.test_spark import assert_same_rows, create_in_spark, spark
 
 __all__ = ["spark"]  # the session's Spark fixture, shared with tests/test_spark.py
 
@@ -312,8 +312,7 @@ def spark_tables(spark: Any, warehouse: Path, tmp_path_factory: pytest.TempPathF
     statements = view_statements("spark", folder, lake)
     names = [name for name, _ in named_statements(statements, "spark")]
     assert names[-5:] == [*sorted(COLUMNS), "runs_wide_all", "runs_wide"]
-    for statement in statements:
-        spark.sql(statement)
+    create_in_spark(spark, statements)
     return lake
 
 
