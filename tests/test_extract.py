@@ -28,6 +28,9 @@ from tests.conftest import (
 from tests.oracle import table_counts
 from tests.perf.make_store import generate_store
 
+# a tracking server tried once, not again after a backoff
+NO_RETRIES = {"RUNREPORT_TRACKING_RETRIES": "0"}
+
 
 def extract(uri: str, db: Path, *extra: str):
     return run_cli("extract", "--tracking-uri", uri, "--db", str(db), *extra)
@@ -242,7 +245,8 @@ def test_wrong_uri_scheme(old_warehouse: Path) -> None:
 def test_unreachable_server(old_warehouse: Path) -> None:
     before = digest(old_warehouse)
     uri = f"http://127.0.0.1:{free_port()}"
-    result = run_cli("extract", "--tracking-uri", uri, "--db", str(old_warehouse))
+    # tried once: the retries and their backoff are tests/test_bad_night.py's
+    result = run_cli("extract", "--tracking-uri", uri, "--db", str(old_warehouse), env=NO_RETRIES)
     assert_one_line_error(result, 1, "cannot reach the tracking server", uri)
     assert digest(old_warehouse) == before
 
@@ -326,7 +330,7 @@ def test_a_failed_extract_is_logged_by_the_next_success(
 ) -> None:
     before = digest(old_warehouse)
     uri = f"http://bob:hunter2@127.0.0.1:{free_port()}"
-    failed = run_cli("extract", "--tracking-uri", uri, "--db", str(old_warehouse))
+    failed = run_cli("extract", "--tracking-uri", uri, "--db", str(old_warehouse), env=NO_RETRIES)
     assert failed.exit_code == 1
     assert "hunter2" not in failed.output
     assert digest(old_warehouse) == before  # the warehouse itself is untouched

@@ -8,21 +8,22 @@ learning curves are drawn in Chromium."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
+from mlflow.cli import cli as mlflow_cli
 from mlflow.entities import Metric
 
 from etl.extract import history, reader
 from etl.extract.parallel import page_records
 from etl.report.render import render_report
 from tests.conftest import MlflowServer, log_run, new_store, run_cli, start_mlflow_server
+from tests.test_entities import fluent_api
 from tests.test_report_browser import image_sizes, open_page
 from tests.test_warehouse_safety import query
 
@@ -171,22 +172,15 @@ def test_run_deleted_between_listing_and_reading(
     (listed,) = reader.run_pages(reading, [exp])
     client.delete_run(soft)
     client.delete_run(gone)
-    subprocess.run(  # removed for good, as `mlflow gc` does it
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "gc",
-            "--backend-store-uri",
-            uri,
-            "--tracking-uri",
-            uri,
-            "--run-ids",
-            gone,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    # removed for good by `mlflow gc` itself, run in this process (a new one spends
+    # seconds importing MLflow); it sets the global tracking URI, which fluent_api resets
+    with fluent_api(uri):
+        purged = CliRunner().invoke(
+            mlflow_cli,
+            ["gc", "--backend-store-uri", uri, "--tracking-uri", uri, "--run-ids", gone],
+            catch_exceptions=False,
+        )
+    assert purged.exit_code == 0, purged.output
     records, warnings = page_records(listed, reading, metric_history=True)
     got = records["metric_history"]
     points = sorted(zip(got["run_id"], got["step"], got["value"], strict=True))

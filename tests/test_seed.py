@@ -306,7 +306,9 @@ def test_seed_logs_datasets_models_registry_and_traces(seeded: Seeded) -> None:
 
 
 def test_cli_seed_twice_doubles_runs_but_not_experiments(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    # an empty store, migrated once per session (`seeded` has the store that is not there yet)
+    (tmp_path / "store").mkdir()
+    uri = new_store(tmp_path / "store")
     first = run_cli("seed", "--tracking-uri", uri)
     assert first.exit_code == 0, first.output
     assert "2 experiments: /mlflow_sdk_test, /diabetes_estimators" in first.stdout
