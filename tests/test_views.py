@@ -32,7 +32,7 @@ RUN_OVERVIEW_COLUMNS = [
     "start_time", "end_time", "start_date", "duration_seconds", "lifecycle_stage",
     "parent_run_id", "root_run_id", "depth", "child_count", "is_nested_parent",
     "is_nested_child", "estimator_name", "estimator_class", "experiment_lifecycle_stage",
-    "source_type",
+    "source_type", "workspace",
 ]  # fmt: skip
 CONTRACT_COLUMNS = {
     # Databricks' system.mlflow tables' shape (sql/README.md)
@@ -88,6 +88,7 @@ CONTRACT_COLUMNS = {
         "logged_model_name",
         "source",
         "experiment_id",
+        "workspace",
     ],
     "model_lineage": [
         "name",
@@ -108,6 +109,7 @@ CONTRACT_COLUMNS = {
         "metric_run_id",
         "metric_dataset_name",
         "metric_dataset_digest",
+        "workspace",
     ],
     "alias_moves": [
         "observed_at",
@@ -117,6 +119,7 @@ CONTRACT_COLUMNS = {
         "version",
         "change",
         "kind",
+        "workspace",
     ],
     "best_logged_model": [
         "experiment_id",
@@ -575,6 +578,7 @@ def test_run_overview_plain_columns(con: duckdb.DuckDBPyConnection, store: Store
         "estimator_class": "sklearn.linear_model.Ridge",
         "experiment_lifecycle_stage": "active",
         "source_type": "NOTEBOOK",
+        "workspace": "default",
     }
     zombie = overview(con)[store.run_ids["zombie"]]
     assert (zombie["end_time"], zombie["duration_seconds"]) == (None, None)
