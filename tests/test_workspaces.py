@@ -21,7 +21,14 @@ from mlflow import MlflowClient
 from mlflow.utils.workspace_context import WorkspaceContext
 
 from etl.schema import TABLES
-from tests.conftest import MlflowServer, log_run, new_store, run_cli, start_mlflow_server
+from tests.conftest import (
+    MlflowServer,
+    free_port,
+    log_run,
+    new_store,
+    run_cli,
+    start_mlflow_server,
+)
 from tests.oracle import (
     PROMPT_TABLES,
     evaluation_dataset_rows,
@@ -31,6 +38,10 @@ from tests.oracle import (
     warehouse_rows,
     warehouse_snapshot,
 )
+from tests.smtp_servers import smtp_server
+from tests.test_job import write_config
+from tests.test_job_safety import mail_section
+from tests.test_team_digests import html_of
 
 TEAM = "team-a"
 WORKSPACES = ("default", TEAM)
@@ -58,7 +69,7 @@ def log_workspace(client: MlflowClient, workspace: str) -> str:
     on the last, a prompt of the shared name with an alias, an evaluation dataset."""
     experiment_id = client.create_experiment(EXPERIMENT, tags={"team": workspace})
     runs = [
-        log_run(client, experiment_id, name, metrics={"loss": loss})
+        log_run(client, experiment_id, f"{workspace} {name}", metrics={"loss": loss})
         for name, loss in (("first", 0.5), ("second", 0.25))
     ]
     client.create_registered_model(SHARED_MODEL, description=workspace)
@@ -226,7 +237,7 @@ def test_an_incremental_extract_reads_every_workspace_and_alias_moves_keep_it(
         extract(copy, db)
         with WorkspaceContext(TEAM):
             client = MlflowClient(server.uri)
-            log_run(client, workspaces.experiments[TEAM], "third", metrics={"loss": 0.125})
+            log_run(client, workspaces.experiments[TEAM], f"{TEAM} third", metrics={"loss": 0.1})
             client.set_registered_model_alias(SHARED_MODEL, "champion", "1")
         extract(copy, db, "--incremental")
     finally:
@@ -272,3 +283,24 @@ def test_a_report_cut_to_a_workspace_shows_its_experiments_only(
         4,
         4,
     )
+
+
+def test_a_team_digest_by_workspace_mails_that_workspace_only(
+    workspaces: WorkspaceStore, tmp_path: Path
+) -> None:
+    """`runreport run` over real SMTP: the leads get every workspace, the team its own (the
+    experiment names are the same in both)."""
+    port = free_port()
+    digest = f'\n[[mail.digests]]\nto = ["team-a@example.com"]\nworkspaces = ["{TEAM}"]\n'
+    config = write_config(tmp_path, workspaces.server.uri, mail_section(port) + digest)
+    with smtp_server(port) as smtp:
+        result = run_cli("run", "--config", str(config))
+        assert result.exit_code == 0, result.output
+    by_recipient = {tuple(mail.rcpt_tos): mail.message() for mail in smtp.received}
+    assert sorted(by_recipient) == [("lead@example.com",), ("team-a@example.com",)]
+    lead = html_of(by_recipient["lead@example.com",])
+    team = html_of(by_recipient["team-a@example.com",])
+    # each workspace's best run (the lower loss) leads its experiment's leaderboard
+    assert "default second" in lead and f"{TEAM} second" in lead
+    assert f"{TEAM} second" in team
+    assert "default second" not in team and "default first" not in team
