@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 from mlflow import MlflowClient
+from mlflow.store.workspace.rest_store import WORKSPACES_ENDPOINT
 from mlflow.utils.workspace_context import WorkspaceContext
 
 from etl.schema import TABLES
@@ -29,6 +30,7 @@ from tests.conftest import (
     run_cli,
     start_mlflow_server,
 )
+from tests.http_proxy import reverse_proxy
 from tests.oracle import (
     PROMPT_TABLES,
     evaluation_dataset_rows,
@@ -304,3 +306,28 @@ def test_a_team_digest_by_workspace_mails_that_workspace_only(
     assert "default second" in lead and f"{TEAM} second" in lead
     assert f"{TEAM} second" in team
     assert "default second" not in team and "default first" not in team
+
+
+def test_a_server_that_refuses_the_workspace_listing_is_read_in_the_selected_one(
+    workspaces: WorkspaceStore, tmp_path: Path
+) -> None:
+    """Behind a gateway that forbids listing workspaces, the extract reads the workspace
+    MLFLOW_WORKSPACE selects, equal to MLflow's listing there, and says in one warning
+    line what it could not do."""
+    db = tmp_path / "runs.duckdb"
+    with reverse_proxy(workspaces.server.uri, (WORKSPACES_ENDPOINT,)) as proxy:
+        result = run_cli(
+            "extract", "--tracking-uri", proxy.uri, "--db", str(db), env={"MLFLOW_WORKSPACE": TEAM}
+        )
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, result.output
+    assert (
+        "MLflow workspaces not listed (PERMISSION_DENIED: Forbidden by the gateway): only the "
+        f"selected workspace '{TEAM}' was read" in warnings[0]
+    )
+    assert query(db, "select warnings from extract_log") == [(1,)]
+    with WorkspaceContext(TEAM):
+        expected = mlflow_snapshot(workspaces.server.uri)
+    assert warehouse_snapshot(db) == expected
+    assert query(db, "select distinct workspace from experiments") == [(TEAM,)]

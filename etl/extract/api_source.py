@@ -47,6 +47,8 @@ class ApiSource:
         # workspace -> its experiments' ids, in the order they were listed
         self._experiment_ids: dict[str, list[str]] | None = None
         self._workspace_server = serves_workspaces(self.client)
+        self._workspaces: list[str] | None = None  # listed once, by _each_workspace
+        self._workspace_warning: str | None = None
         if uri.startswith("file:"):
             # MLflow logs a traceback for each folder it skips (on the root logger); the
             # extract names them in one warning line instead (etl/extract/file_store.py)
@@ -69,7 +71,9 @@ class ApiSource:
         # MLflow is imported where it is used (seconds a --via sql run skips)
         from mlflow.utils.workspace_context import WorkspaceContext
 
-        for workspace in list_workspaces(self.client):
+        if self._workspaces is None:
+            self._workspaces, self._workspace_warning = listed_workspaces(self.client)
+        for workspace in self._workspaces:
             with WorkspaceContext(workspace):
                 yield workspace
 
@@ -86,6 +90,8 @@ class ApiSource:
         if self.uri.startswith("file:"):
             yield from self._file_store_warnings()
         ids_of = self.experiment_ids
+        if self._workspace_warning:
+            yield Batch(empty_records(), warnings=[self._workspace_warning])
         for workspace in self._each_workspace():
             if plan.since is None:
                 yield from self._all_runs(ids_of.get(workspace, []), plan.metric_history)
@@ -155,9 +161,24 @@ def serves_workspaces(client: MlflowClient) -> bool:
         return False
 
 
-def list_workspaces(client: MlflowClient) -> list[str]:
-    """Every workspace the server lists, by name."""
-    return sorted(workspace.name for workspace in client.list_workspaces())
+def listed_workspaces(client: MlflowClient) -> tuple[list[str], str | None]:
+    """Every workspace the server lists, by name; when it lists none to this client (a
+    user the server's auth does not let list them), the one the client selects
+    (MLFLOW_WORKSPACE, else 'default') and a warning line saying so."""
+    # MLflow is imported where it is used (seconds a --via sql run skips)
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.workspace_context import get_request_workspace
+
+    try:
+        return sorted(workspace.name for workspace in client.list_workspaces()), None
+    except MlflowException as exc:
+        selected = get_request_workspace() or DEFAULT_WORKSPACE
+        first_line = redact_text(str(exc.message).strip().splitlines()[0][:200])
+        return [selected], (
+            f"MLflow workspaces not listed ({first_line}): only the selected workspace "
+            f"'{selected}' was read; let this user list workspaces, or set MLFLOW_WORKSPACE "
+            "to read another"
+        )
 
 
 def raise_as_job_failure(exc: BaseException, uri: str) -> None:
