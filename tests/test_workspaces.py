@@ -43,6 +43,7 @@ from tests.oracle import (
 from tests.smtp_servers import smtp_server
 from tests.test_job import write_config
 from tests.test_job_safety import mail_section
+from tests.test_report import parse, table_rows
 from tests.test_team_digests import html_of
 
 TEAM = "team-a"
@@ -285,6 +286,17 @@ def test_a_report_cut_to_a_workspace_shows_its_experiments_only(
         4,
         4,
     )
+    # the runs per user count per workspace: the whole report's table names it, the one of
+    # one workspace does not need to
+    # (runs created over REST without a user are MLflow's 'unknown')
+    assert users_table(whole) == [["unknown", "default", "2"], ["unknown", TEAM, "2"]]
+    assert users_table(out) == [["unknown", "2"]]
+
+
+def users_table(folder: Path) -> list[list[str]]:
+    """User, [workspace,] runs of the report's runs-per-user table."""
+    rows = table_rows(parse(folder / "index.html"), "runs_per_user")
+    return [[cell.text().strip() for cell in row[:-3]] for row in rows]
 
 
 def test_a_team_digest_by_workspace_mails_that_workspace_only(

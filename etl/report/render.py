@@ -388,6 +388,8 @@ def write_report(
         "dataset_sources": data.dataset_sources,
         "quiet": is_quiet(data, changes),
         "still_open": still_open(data, changes),
+        # the views that count runs count per workspace: their tables then name it
+        "several_workspaces": len(data.workspaces) > 1,
     }
     names = NameCutter(data.experiment_names)
     texts = {

@@ -100,15 +100,18 @@ VIEWS: dict[str, str] = {
         "estimator_class, experiment_lifecycle_stage, source_type, workspace (its "
         "experiment's MLflow workspace)"
     ),
-    "runs_per_day": "active runs started each day (in `report.timezone`), by status",
+    "runs_per_day": (
+        "active runs started each day (in `report.timezone`), by status, per MLflow workspace"
+    ),
     "runs_per_estimator": (
         "active runs per estimator: the `estimator_name` tag sklearn autolog writes, or what "
-        "`report.estimator_from` names (a tag or param key, or `run_name`)"
+        "`report.estimator_from` names (a tag or param key, or `run_name`), per MLflow "
+        "workspace"
     ),
-    "runs_by_status": "active runs per status",
+    "runs_by_status": "active runs per status and MLflow workspace",
     "runs_per_user": (
         "active runs per user: the tag `report.user_tag` names where a run carries it, else "
-        "MLflow's user_id"
+        "MLflow's user_id, per MLflow workspace"
     ),
     "failed_runs": "active runs that ended FAILED or KILLED, newest first",
     "stuck_runs": (
