@@ -41,6 +41,7 @@ from tests.oracle import (
     warehouse_snapshot,
 )
 from tests.smtp_servers import smtp_server
+from tests.templates import isolated
 from tests.test_job import write_config
 from tests.test_job_safety import mail_section
 from tests.test_report import parse, table_rows
@@ -87,15 +88,22 @@ def log_workspace(client: MlflowClient, workspace: str) -> str:
 
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkspaceStore]:
-    """Two workspaces alike, written through the server with each selected."""
-    backend = new_store(tmp_path_factory.mktemp("workspaces"))
-    server = start_workspace_server(backend)
+    """Two workspaces alike, written through the server with each selected (isolated
+    from MLFLOW_* variables: a module fixture is built before a test's own isolation)."""
+    folder = tmp_path_factory.mktemp("workspaces")
+    with isolated(folder):
+        backend = new_store(folder)
+        server = start_workspace_server(backend)
+        try:
+            MlflowClient(server.uri).create_workspace(TEAM)
+            experiments = {}
+            for workspace in WORKSPACES:
+                with WorkspaceContext(workspace):
+                    experiments[workspace] = log_workspace(MlflowClient(server.uri), workspace)
+        except BaseException:
+            server.stop()
+            raise
     try:
-        MlflowClient(server.uri).create_workspace(TEAM)
-        experiments = {}
-        for workspace in WORKSPACES:
-            with WorkspaceContext(workspace):
-                experiments[workspace] = log_workspace(MlflowClient(server.uri), workspace)
         yield WorkspaceStore(backend, server, experiments)
     finally:
         server.stop()
