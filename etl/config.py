@@ -214,10 +214,12 @@ class AlertRule:
 
 @dataclass(frozen=True)
 class MailDigest:
-    """One team's copy of the report mail ([[mail.digests]]): only its experiments."""
+    """One team's copy of the report mail ([[mail.digests]]): only its experiments (names
+    or globs) of its MLflow workspaces; () of either: every one."""
 
     to: tuple[str, ...]
     experiments: tuple[str, ...]
+    workspaces: tuple[str, ...] = ()
 
 
 # Each kind's options and their defaults (docs/alerts.md says why each default is what it
@@ -414,6 +416,14 @@ class Config:
         check=non_blank,
         help="[[channels]] (by name) that get the daily report's headline and changes, "
         "with a link to the full report.",
+    )
+    report_workspaces: list[str] = setting(
+        "report.workspaces",
+        [],
+        env="RUNREPORT_WORKSPACES",
+        check=non_blank,
+        help="Only the experiments, registry and prompts of these MLflow workspaces in the "
+        "report and its mail (default: every workspace).",
     )
     zombie_ignore: list[str] = setting(
         "report.zombie_ignore",
@@ -629,7 +639,7 @@ class Config:
         "mail.digests",
         [],
         help="Per-team copies of the report mail, each with only its experiments' "
-        "sections: [[mail.digests]] tables of to and experiments (globs).",
+        "sections: [[mail.digests]] tables of to and experiments (globs), workspaces, or both.",
     )
     # Not a setting: the names of the settings given by a file, the environment or a flag
     # (the rest are defaults), so a command can keep what the warehouse holds.
@@ -925,13 +935,16 @@ def _mail_digests(tables: Any, where: str) -> list[MailDigest]:
     found = []
     for number, table in enumerate(tables, 1):
         at = f"{where} number {number}"
-        _known_keys(table, {"to", "experiments"}, at)
+        _known_keys(table, {"to", "experiments", "workspaces"}, at)
         to = _text_list(table.get("to"), f"{at}: to", required=True)
         bad = one_line_addresses(to)
         if bad:
             raise ConfigError(f"{at}: to must be {bad}", "Fix the addresses")
-        experiments = _text_list(table.get("experiments"), f"{at}: experiments", required=True)
-        found.append(MailDigest(tuple(to), tuple(experiments)))
+        workspaces = _text_list(table.get("workspaces"), f"{at}: workspaces")
+        experiments = _text_list(
+            table.get("experiments"), f"{at}: experiments", required=not workspaces
+        )
+        found.append(MailDigest(tuple(to), tuple(experiments), tuple(workspaces)))
     return found
 
 

@@ -212,7 +212,7 @@ def send_team_digests(config: Config, mail: MailSettings, clock: Clock) -> int:
     from etl.alerts import mail_digest_routes
     from etl.report.render import render_from_config
 
-    routes = mail_digest_routes(config, experiment_names(config.db))
+    routes = mail_digest_routes(config, workspace_experiments(config.db))
     for route in routes:
         with tempfile.TemporaryDirectory(prefix=".digest-", dir=config.out) as work:
             result = render_from_config(
@@ -221,16 +221,18 @@ def send_team_digests(config: Config, mail: MailSettings, clock: Clock) -> int:
                 clock=clock,
                 previous=previous_report(config.out, clock.today),
                 experiments=route.experiments,
+                workspaces=route.workspaces or None,
             )
             team = dataclasses.replace(mail, to_addrs=tuple(route.to))
             email_report(result.out, team, config.attach_csv, None)
     return len(routes)
 
 
-def experiment_names(db: Path) -> list[str]:
+def workspace_experiments(db: Path) -> list[tuple[str, str]]:
+    """Every experiment as (its MLflow workspace, its name)."""
     with open_warehouse(db) as con:
-        rows = con.execute("select name from experiments order by name").fetchall()
-    return [name for (name,) in rows]
+        rows = con.execute("select workspace, name from experiments order by name").fetchall()
+    return [(workspace, name) for workspace, name in rows]
 
 
 def report_from_previous(

@@ -17,10 +17,16 @@ from typing import Any
 #    issues MLflow detected in traces.
 # 6: evaluation datasets (issue #24): evaluation_datasets, evaluation_dataset_tags,
 #    evaluation_dataset_experiments; run_model_inputs (a run table).
-SCHEMA_VERSION = 6
+# 7: MLflow workspaces (issue #24): a workspace column on WORKSPACE_TABLES and on
+#    model_alias_history.
+SCHEMA_VERSION = 7
 META_TABLE = "runreport_meta"
 # the column a warehouse combined from [[sources]] names each row's tracking store by
 SOURCE_COLUMN = "tracking_source"
+# the column naming the MLflow workspace (3.10+, `mlflow server --enable-workspaces`) a row
+# belongs to; a store without workspaces keeps everything in MLflow's default one
+WORKSPACE_COLUMN = "workspace"
+DEFAULT_WORKSPACE = "default"
 
 # table -> [(column, duckdb type)]; "ms" marks an epoch-millisecond column stored as timestamptz.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -225,6 +231,27 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# Tables whose rows belong to a workspace by a name that is unique only within it (the
+# registry, prompts, experiments) or that MLflow lists per workspace (evaluation datasets).
+# Run, trace and logged-model rows belong to their experiment's: experiment ids are one
+# sequence across workspaces. The workspace column comes last; the sources stamp it
+# (`stamp_workspace`), or read it where the store keeps it (`empty_records(workspace=True)`).
+WORKSPACE_TABLES = (
+    "experiments",
+    "registered_models",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "model_aliases",
+    "prompts",
+    "prompt_tags",
+    "prompt_versions",
+    "prompt_aliases",
+    "evaluation_datasets",
+)
+for _table in WORKSPACE_TABLES:
+    TABLES[_table].append((WORKSPACE_COLUMN, "varchar"))
+
 # Tables whose rows belong to a run: an incremental load replaces a run's rows in each.
 RUN_TABLES = (
     "runs",
@@ -246,7 +273,8 @@ create table if not exists model_alias_history (
     name varchar,
     alias varchar,
     version varchar,
-    kind varchar
+    kind varchar,
+    workspace varchar
 )
 """
 
@@ -303,6 +331,25 @@ def insert_select_sql(table: str, source: str) -> str:
 EXPERIMENT_TABLES = ("experiments", "experiment_tags")
 
 
-def empty_records(tables: Iterable[str] = TABLES) -> dict[str, dict[str, list[Any]]]:
-    """A fresh columnar batch of these tables (default every one): table -> column -> values."""
-    return {table: {name: [] for name in column_names(table)} for table in tables}
+def empty_records(
+    tables: Iterable[str] = TABLES, workspace: bool = False
+) -> dict[str, dict[str, list[Any]]]:
+    """A fresh columnar batch of these tables (default every one): table -> column -> values.
+    Without `workspace` the workspace column is left out, for `stamp_workspace` to add."""
+
+    def columns(table: str) -> list[str]:
+        names = column_names(table)
+        return names if workspace or table not in WORKSPACE_TABLES else names[:-1]
+
+    return {table: {name: [] for name in columns(table)} for table in tables}
+
+
+def stamp_workspace(
+    records: dict[str, dict[str, list[Any]]], workspace: str
+) -> dict[str, dict[str, list[Any]]]:
+    """Give every row of the WORKSPACE_TABLES in `records` this workspace."""
+    for table, columns in records.items():
+        if table in WORKSPACE_TABLES and WORKSPACE_COLUMN not in columns:
+            rows = len(next(iter(columns.values())))
+            columns[WORKSPACE_COLUMN] = [workspace] * rows
+    return records

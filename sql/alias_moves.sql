@@ -2,6 +2,7 @@
 -- (model_alias_history: MLflow keeps no history, so runreport records what each extract
 -- sees; it starts with the first extract).
 -- kind: 'model' (a registered model's alias) or 'prompt' (a prompt's, set_prompt_alias).
+-- workspace: the MLflow workspace of the model or prompt (names repeat across workspaces).
 -- change: 'first_seen' (the alias was already set when the history of its kind began:
 -- prompts' begins with the first extract that read them), 'set' (a new alias), 'moved'
 -- (to another version) or 'removed' (version NULL).
@@ -14,9 +15,11 @@ history as (
         name,
         alias,
         version,
-        lag(version) over (partition by kind, name, alias order by observed_at)
+        workspace,
+        lag(version) over (partition by kind, workspace, name, alias order by observed_at)
             as previous_version,
-        row_number() over (partition by kind, name, alias order by observed_at) as observation,
+        row_number() over (partition by kind, workspace, name, alias order by observed_at)
+            as observation,
         min(observed_at) over (partition by kind) as history_start
     from model_alias_history
 ),
@@ -34,9 +37,10 @@ final as (
             when previous_version is null then 'set'
             else 'moved'
         end as change,
-        kind
+        kind,
+        workspace
     from history
 )
 
 select * from final
-order by observed_at desc, kind, name, alias
+order by observed_at desc, kind, workspace, name, alias

@@ -3,7 +3,8 @@
 -- the logged model's source run) with the datasets that run logged as inputs, and the
 -- metrics logged against the logged model (an evaluation: log_metric(..., model_id=...)),
 -- with the run and dataset each was measured in. One row per version and metric point; a
--- version with none has one row, its metric columns NULL.
+-- version with none has one row, its metric columns NULL. workspace: the version's MLflow
+-- workspace (names repeat across workspaces).
 with
 
 source_datasets as (
@@ -28,7 +29,8 @@ versions as (
         model_versions.model_id,
         logged_models.name as logged_model_name,
         coalesce(model_versions.run_id, logged_models.source_run_id) as source_run_id,
-        logged_models.experiment_id as model_experiment_id
+        logged_models.experiment_id as model_experiment_id,
+        model_versions.workspace
     from model_versions
     left join logged_models on logged_models.model_id = model_versions.model_id
 ),
@@ -52,7 +54,8 @@ final as (
         logged_model_metrics.step as metric_step,
         logged_model_metrics.run_id as metric_run_id,
         logged_model_metrics.dataset_name as metric_dataset_name,
-        logged_model_metrics.dataset_digest as metric_dataset_digest
+        logged_model_metrics.dataset_digest as metric_dataset_digest,
+        versions.workspace
     from versions
     left join runs on runs.run_id = versions.source_run_id
     left join experiments
@@ -66,6 +69,7 @@ order by
     registered_at desc,
     name,
     try_cast(version as bigint) desc,
+    workspace,
     metric_key,
     metric_run_id,
     metric_step

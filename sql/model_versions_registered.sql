@@ -1,11 +1,12 @@
 -- Every model version, newest first, with the run and logged model it came from and the
--- aliases that point at it now. The report keeps those registered in its window.
+-- aliases that point at it now, and its MLflow workspace (names repeat across workspaces).
+-- The report keeps those registered in its window.
 with
 
 current_aliases as (
-    select name, version, string_agg(alias, ', ' order by alias) as aliases
+    select workspace, name, version, string_agg(alias, ', ' order by alias) as aliases
     from model_aliases
-    group by name, version
+    group by workspace, name, version
 ),
 
 final as (
@@ -22,10 +23,12 @@ final as (
         model_versions.model_id,
         logged_models.name as logged_model_name,
         model_versions.source,
-        coalesce(runs.experiment_id, logged_models.experiment_id) as experiment_id
+        coalesce(runs.experiment_id, logged_models.experiment_id) as experiment_id,
+        model_versions.workspace
     from model_versions
     left join current_aliases
-        on current_aliases.name = model_versions.name
+        on current_aliases.workspace = model_versions.workspace
+        and current_aliases.name = model_versions.name
         and current_aliases.version = model_versions.version
     left join runs on runs.run_id = model_versions.run_id
     left join logged_models on logged_models.model_id = model_versions.model_id
@@ -34,4 +37,4 @@ final as (
 )
 
 select * from final
-order by registered_at desc, name, try_cast(version as bigint) desc
+order by registered_at desc, name, try_cast(version as bigint) desc, workspace

@@ -1,4 +1,5 @@
--- One row per run, deleted runs and runs of deleted experiments too, with nesting resolved.
+-- One row per run, deleted runs and runs of deleted experiments too, with nesting resolved,
+-- and the MLflow workspace of its experiment.
 -- Nesting comes from the mlflow.parentRunId tag; the root and depth come from walking
 -- those tags upward (OSS MLflow never writes mlflow.rootRunId; Databricks does).
 -- estimator_name comes from where run_keys.estimator_from says: a tag of that key, else a
@@ -148,7 +149,8 @@ final as (
         end as estimator_name,
         run_tags.estimator_class,
         experiments.lifecycle_stage as experiment_lifecycle_stage,
-        run_tags.source_type
+        run_tags.source_type,
+        experiments.workspace
     from runs
     cross join settings
     left join experiments on experiments.experiment_id = runs.experiment_id

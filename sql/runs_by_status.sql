@@ -1,13 +1,14 @@
--- Active runs per status.
+-- Active runs per status and MLflow workspace.
 with
 
 final as (
     select
         status,
-        count(*) as runs
+        count(*) as runs,
+        workspace
     from active_runs
-    group by status
+    group by status, workspace
 )
 
 select * from final
-order by runs desc, status
+order by runs desc, status, workspace

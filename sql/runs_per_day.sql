@@ -1,5 +1,6 @@
 -- Active runs per start date (in the settings time zone), by status: the article's
--- df.groupby("start_date")["run_id"].count() plus a column per status.
+-- df.groupby("start_date")["run_id"].count() plus a column per status; a row per MLflow
+-- workspace (a store without workspaces has one: default).
 -- The active runs are active_runs' (active runs of active experiments), read here from
 -- runs and experiments with the same joins as run_overview: the nesting, tag and param
 -- columns of active_runs cost seconds at a million runs and are not needed here.
@@ -14,7 +15,8 @@ settings as (
 dated_runs as (
     select
         cast(runs.start_time at time zone settings.timezone as date) as start_date,
-        runs.status
+        runs.status,
+        experiments.workspace
     from runs
     cross join settings
     left join experiments on experiments.experiment_id = runs.experiment_id
@@ -31,10 +33,11 @@ final as (
         count(*) filter (where status = 'FAILED') as failed,
         count(*) filter (where status = 'KILLED') as killed,
         count(*) filter (where status = 'RUNNING') as running,
-        count(*) filter (where status = 'SCHEDULED') as scheduled
+        count(*) filter (where status = 'SCHEDULED') as scheduled,
+        workspace
     from dated_runs
-    group by start_date
+    group by start_date, workspace
 )
 
 select * from final
-order by start_date
+order by start_date, workspace

@@ -34,7 +34,7 @@ from mlflow.tracking import fluent
 from etl.extract import entities
 from etl.extract.entities import PageSizes
 from etl.refresh import ExtractOptions, run_extract
-from etl.schema import TABLES
+from etl.schema import TABLES, WORKSPACE_COLUMN
 from tests.conftest import log_run, new_store, run_cli, start_mlflow_server
 from tests.oracle import GENAI_TABLES, PROMPT_TABLES, genai_rows, warehouse_rows
 from tests.templates import copy_store, template
@@ -289,8 +289,10 @@ def warehouse_tables(db: Path, tables: tuple[str, ...] = ENTITY_TABLES) -> dict[
     try:
         found = {}
         for table in tables:
-            columns = ", ".join(
-                f"epoch_ms({name})" if kind == "ms" else name for name, kind in TABLES[table]
+            columns = ", ".join(  # but the workspace, which MLflow's listings leave out
+                f"epoch_ms({name})" if kind == "ms" else name
+                for name, kind in TABLES[table]
+                if name != WORKSPACE_COLUMN
             )
             found[table] = Counter(con.execute(f"select {columns} from {table}").fetchall())
         return found

@@ -97,9 +97,11 @@ def test_model_lineage_equals_what_mlflow_answers_for_each_step(
     expected = lineage_by_mlflow(entity_store.uri, entity_store.version_models)
     got = query(
         db,
-        "select * replace (epoch_ms(registered_at) as registered_at) from model_lineage",
+        "select * exclude (workspace) replace (epoch_ms(registered_at) as registered_at) "
+        "from model_lineage",
     )
     assert sorted(got, key=repr) == expected
+    assert query(db, "select distinct workspace from model_lineage") == [("default",)]
     # churn 1 (ridge: run a's two datasets, one metric), churn 2 (lasso: run b, two metric
     # points on a dataset), churn 3 (a plain folder: no model, no run), fraud 1 (a model
     # with no source run)

@@ -20,10 +20,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from etl.errors import ConfigError
 from etl.extract import entities, sql_listings, sql_store, store_shape
 from etl.extract.reader import Records
 from etl.extract.sql_store import StoreSnapshot, open_snapshot
+from etl.schema import DEFAULT_WORKSPACE, stamp_workspace
 from tests.mysql import MysqlServer, mysql  # noqa: F401  (a fixture)
 from tests.oracle import mismatches as table_mismatches
 from tests.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
@@ -103,7 +103,8 @@ def by_sql(uri: str) -> dict[str, list[str]]:
 def by_mlflow(uri: str) -> dict[str, list[str]]:
     with open_snapshot(uri) as snapshot:
         ids = snapshot.experiment_records()["experiments"]["experiment_id"]
-    return table_rows(entities.entity_records(MlflowClient(uri), uri, list(ids)))
+    listed = entities.entity_records(MlflowClient(uri), uri, list(ids))
+    return table_rows(stamp_workspace(listed, DEFAULT_WORKSPACE))  # as ApiSource does
 
 
 def mismatches(expected: dict[str, list[str]], got: dict[str, list[str]]) -> dict[str, Any]:
@@ -233,18 +234,35 @@ def test_mysql_equals_mlflows_listing(
     assert mismatches(expected, by_sql(store.uri)) == {}
 
 
-def test_registered_models_in_another_workspace_are_refused(tmp_path: Path) -> None:
-    """MLflow's single-tenant registry refuses such a store; merging two workspaces' models
-    by name would be wrong."""
+def test_registered_models_of_another_workspace_are_read_with_it(tmp_path: Path) -> None:
+    """A registry in two workspaces (the fraud model moved to 'team' in every registry
+    table, as MLflow's workspace migration keys them): each row keeps its workspace,
+    and the rows are otherwise those of the one-workspace store."""
     store = build_entity_store(tmp_path)
+    before = by_sql(store.uri)
     con = sqlite3.connect(store.uri.removeprefix("sqlite:///"))
     with con:
-        con.execute("update registered_models set workspace = 'team' where name = 'fraud'")
+        for table in REGISTRY_TABLES_IN_STORE:
+            con.execute(f"update {table} set workspace = 'team' where name = 'fraud'")
     con.close()
-    with pytest.raises(ConfigError) as caught:
-        by_sql(store.uri)
-    assert caught.value.exit_code == 2
-    assert "1 registered models live in MLflow workspaces" in caught.value.one_line()
+    after = by_sql(store.uri)
+    for table in ("registered_models", "model_versions", "model_aliases"):
+        moved = [row.replace("'team')", "'default')") for row in after[table]]
+        assert sorted(moved) == before[table], table
+    assert [row for row in after["registered_models"] if row.endswith("'team')")] == [
+        row.replace("'default')", "'team')")
+        for row in before["registered_models"]
+        if row.startswith("('fraud'")
+    ]
+
+
+REGISTRY_TABLES_IN_STORE = (
+    "registered_models",
+    "model_versions",
+    "registered_model_tags",
+    "model_version_tags",
+    "registered_model_aliases",
+)
 
 
 # --- no MLflow --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ RUN_OVERVIEW_COLUMNS = [
     "start_time", "end_time", "start_date", "duration_seconds", "lifecycle_stage",
     "parent_run_id", "root_run_id", "depth", "child_count", "is_nested_parent",
     "is_nested_child", "estimator_name", "estimator_class", "experiment_lifecycle_stage",
-    "source_type",
+    "source_type", "workspace",
 ]  # fmt: skip
 CONTRACT_COLUMNS = {
     # Databricks' system.mlflow tables' shape (sql/README.md)
@@ -88,6 +88,7 @@ CONTRACT_COLUMNS = {
         "logged_model_name",
         "source",
         "experiment_id",
+        "workspace",
     ],
     "model_lineage": [
         "name",
@@ -108,6 +109,7 @@ CONTRACT_COLUMNS = {
         "metric_run_id",
         "metric_dataset_name",
         "metric_dataset_digest",
+        "workspace",
     ],
     "alias_moves": [
         "observed_at",
@@ -117,6 +119,7 @@ CONTRACT_COLUMNS = {
         "version",
         "change",
         "kind",
+        "workspace",
     ],
     "best_logged_model": [
         "experiment_id",
@@ -220,11 +223,13 @@ CONTRACT_COLUMNS = {
     "metric_values": ["run_id", "key", "value", "step", "timestamp", "is_finite"],
     "runs_per_day": [
         "start_date", "runs", "finished", "failed", "killed", "running", "scheduled",
+        "workspace",
     ],
     "runs_per_estimator": [
         "estimator_name", "runs", "finished", "failed", "first_start", "last_start",
+        "workspace",
     ],
-    "runs_by_status": ["status", "runs"],
+    "runs_by_status": ["status", "runs", "workspace"],
     "failed_runs": [
         "run_id", "experiment_name", "run_name", "status", "user_id", "start_time",
         "end_time", "duration_seconds", "estimator_name", "experiment_id",
@@ -273,7 +278,9 @@ CONTRACT_COLUMNS = {
     "duplicate_run_names": [
         "experiment_id", "experiment_name", "run_name", "runs", "first_start", "last_start",
     ],
-    "runs_per_user": ["user_id", "runs", "finished", "failed", "first_start", "last_start"],
+    "runs_per_user": [
+        "user_id", "runs", "finished", "failed", "first_start", "last_start", "workspace",
+    ],
     "metric_summary": [
         "experiment_id", "experiment_name", "metric_key", "runs", "min_value", "max_value",
         "mean_value", "latest_value", "latest_run_id",
@@ -575,6 +582,7 @@ def test_run_overview_plain_columns(con: duckdb.DuckDBPyConnection, store: Store
         "estimator_class": "sklearn.linear_model.Ridge",
         "experiment_lifecycle_stage": "active",
         "source_type": "NOTEBOOK",
+        "workspace": "default",
     }
     zombie = overview(con)[store.run_ids["zombie"]]
     assert (zombie["end_time"], zombie["duration_seconds"]) == (None, None)
@@ -651,11 +659,11 @@ def test_runs_per_day(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None
         (zombie_day, 1, 0, 0, 0, 1, 0),
         (fresh_day, 1, 0, 0, 0, 1, 0),
     ]
-    assert rows(con, "select * from runs_per_day") == expected
+    assert rows(con, "select * exclude (workspace) from runs_per_day") == expected
 
 
 def test_runs_per_estimator(con: duckdb.DuckDBPyConnection) -> None:
-    assert rows(con, "select * from runs_per_estimator") == [
+    assert rows(con, "select * exclude (workspace) from runs_per_estimator") == [
         ("SVC", 4, 4, 0, at("2024-03-05T08:01"), at("2024-03-05T08:04")),
         ("Lasso", 3, 1, 1, at("2024-03-01T11:00"), at("2024-03-02T10:00")),
         ("Ridge", 2, 2, 0, at("2024-03-01T10:00"), at("2024-03-01T23:30")),
@@ -679,8 +687,15 @@ def test_start_date_follows_the_settings_time_zone(
 # --- status views -----------------------------------------------------------------
 
 
+def test_a_store_without_workspaces_counts_in_the_default_one(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    for view in ("runs_per_day", "runs_per_estimator", "runs_by_status", "runs_per_user"):
+        assert rows(con, f"select distinct workspace from {view}") == [("default",)], view
+
+
 def test_runs_by_status(con: duckdb.DuckDBPyConnection) -> None:
-    assert rows(con, "select * from runs_by_status") == [
+    assert rows(con, "select * exclude (workspace) from runs_by_status") == [
         ("FINISHED", 19),
         ("RUNNING", 2),
         ("FAILED", 1),
@@ -851,7 +866,7 @@ def test_duplicate_run_names(con: duckdb.DuckDBPyConnection, store: StoreFacts) 
 
 
 def test_runs_per_user(con: duckdb.DuckDBPyConnection, store: StoreFacts) -> None:
-    assert rows(con, "select * from runs_per_user") == [
+    assert rows(con, "select * exclude (workspace) from runs_per_user") == [
         ("unknown", 10, 8, 0, at("2024-03-01T12:00"), run_start(store, "fresh")),
         ("carol", 8, 8, 0, at("2024-03-05T08:00"), at("2024-03-05T09:03")),
         ("alice", 3, 3, 0, at("2024-03-01T10:00"), at("2024-03-01T23:30")),

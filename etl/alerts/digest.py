@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,14 +115,23 @@ class DigestRoute:
 
     to: tuple[str, ...]
     experiments: list[str]  # names of the report's experiments its globs cover
+    workspaces: tuple[str, ...] = ()  # the MLflow workspaces it is cut to; (): every one
 
 
-def mail_digest_routes(config: Config, experiment_names: list[str]) -> list[DigestRoute]:
-    """[[mail.digests]]: for each team, the experiments (of `experiment_names`) whose
-    sections it gets; a team none of whose globs matches gets no mail."""
+def mail_digest_routes(config: Config, experiments: Sequence[tuple[str, str]]) -> list[DigestRoute]:
+    """[[mail.digests]]: for each team, the experiments (of these (workspace, name) pairs)
+    whose sections it gets; a team none of whose globs and workspaces covers one gets no
+    mail."""
     routes = []
     for digest in config.mail_digests:
-        covered = [name for name in experiment_names if covers(digest.experiments, name)]
+        covered = sorted(
+            {
+                name
+                for workspace, name in experiments
+                if covers(digest.experiments, name)
+                and (not digest.workspaces or workspace in digest.workspaces)
+            }
+        )
         if covered:
-            routes.append(DigestRoute(digest.to, covered))
+            routes.append(DigestRoute(digest.to, covered, digest.workspaces))
     return routes

@@ -3,6 +3,8 @@
 Runs come from `search_runs` paged to the end (etl/extract/reader.py), in worker processes
 when asked for (etl/extract/parallel.py); an incremental plan re-reads the runs that can
 have changed (etl/extract/incremental.py); history and listings through the client too.
+On a server with MLflow workspaces every workspace is read, each selected in turn, and
+its rows stamped with its name (etl/schema.py WORKSPACE_TABLES).
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ from etl.extract.parallel import experiment_tasks, page_chunks, parallel_run_rec
 from etl.extract.source import Batch, Plan, Records, RunKeys
 from etl.extract.tracking import redact
 from etl.redact import redact_text
-from etl.schema import empty_records
+from etl.schema import DEFAULT_WORKSPACE, EXPERIMENT_TABLES, empty_records, stamp_workspace
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger("runreport")
-DEFAULT_WORKSPACE = "default"
-WORKSPACES_NAMED = 5  # the warning names this many workspaces, then counts the rest
 
 
 class ApiSource:
@@ -38,41 +38,71 @@ class ApiSource:
         page_size: int,
         workers: int,
         entity_page_sizes: entities.PageSizes | None = None,
-        experiment_ids: list[str] | None = None,
     ) -> None:
         self.uri = uri
         self.page_size = page_size
         self.workers = workers
         self.entity_page_sizes = entity_page_sizes
         self.client = reader.make_client(uri)
-        self._experiment_ids = experiment_ids
+        # workspace -> its experiments' ids, in the order they were listed
+        self._experiment_ids: dict[str, list[str]] | None = None
+        self._workspace_server = serves_workspaces(self.client)
+        self._workspaces: list[str] | None = None  # listed once, by _each_workspace
+        self._workspace_warning: str | None = None
         if uri.startswith("file:"):
             # MLflow logs a traceback for each folder it skips (on the root logger); the
             # extract names them in one warning line instead (etl/extract/file_store.py)
             logging.getLogger().addFilter(file_store.drop_skip_tracebacks)
 
     @property
-    def experiment_ids(self) -> list[str]:
+    def experiment_ids(self) -> dict[str, list[str]]:
         if self._experiment_ids is None:
             self.experiments()
         assert self._experiment_ids is not None
         return self._experiment_ids
 
+    def _each_workspace(self) -> Iterator[str]:
+        """Every workspace, each selected while the caller reads it (MLflow's client sends
+        the selected one with each request; worker processes inherit it). A store without
+        workspaces has MLflow's default one only, and nothing is selected."""
+        if not self._workspace_server:
+            yield DEFAULT_WORKSPACE
+            return
+        # MLflow is imported where it is used (seconds a --via sql run skips)
+        from mlflow.utils.workspace_context import WorkspaceContext
+
+        if self._workspaces is None:
+            self._workspaces, self._workspace_warning = listed_workspaces(self.client)
+        for workspace in self._workspaces:
+            with WorkspaceContext(workspace):
+                yield workspace
+
     def experiments(self) -> Records:
-        records = reader.experiment_records(reader.list_experiments(self.client))
-        self._experiment_ids = list(records["experiments"]["experiment_id"])
+        records = empty_records(EXPERIMENT_TABLES, workspace=True)
+        self._experiment_ids = {}
+        for workspace in self._each_workspace():
+            listed = reader.experiment_records(reader.list_experiments(self.client))
+            self._experiment_ids[workspace] = list(listed["experiments"]["experiment_id"])
+            entities.merge(records, stamp_workspace(listed, workspace))
         return records
 
     def batches(self, plan: Plan) -> Iterator[Batch]:
         if self.uri.startswith("file:"):
             yield from self._file_store_warnings()
-        yield from self._workspace_warnings()
-        if plan.since is None:
-            yield from self._all_runs(plan.metric_history)
-            return
+        ids_of = self.experiment_ids
+        if self._workspace_warning:
+            yield Batch(empty_records(), warnings=[self._workspace_warning])
+        for workspace in self._each_workspace():
+            if plan.since is None:
+                yield from self._all_runs(ids_of.get(workspace, []), plan.metric_history)
+            else:
+                yield from self._changed_runs(ids_of.get(workspace, []), plan)
+
+    def _changed_runs(self, experiment_ids: list[str], plan: Plan) -> Iterator[Batch]:
+        assert plan.since is not None, "a full plan re-reads every run"
         for runs in incremental.changed_runs(
             self.client,
-            self.experiment_ids,
+            experiment_ids,
             plan.since,
             plan.stored_deleted,
             plan.was_running,
@@ -90,17 +120,7 @@ class ApiSource:
             line = file_store.warning_line(root, skipped)
             yield Batch(empty_records(), warnings=[line], warning_count=len(skipped))
 
-    def _workspace_warnings(self) -> Iterator[Batch]:
-        others = unread_workspaces(self.client)
-        if others:
-            yield Batch(
-                empty_records(),
-                warnings=[workspace_warning_line(others)],
-                warning_count=len(others),
-            )
-
-    def _all_runs(self, metric_history: bool) -> Iterator[Batch]:
-        ids = self.experiment_ids
+    def _all_runs(self, ids: list[str], metric_history: bool) -> Iterator[Batch]:
         if self.workers > 1 and len(ids) > 1:
             chunks = parallel_run_records(
                 self.uri, ids, self.workers, self.page_size, metric_history
@@ -120,40 +140,45 @@ class ApiSource:
             warnings.clear()
 
     def listings(self) -> Records:
-        return entities.entity_records(
-            self.client, self.uri, self.experiment_ids, self.entity_page_sizes
-        )
+        records = empty_records(entities.LISTED_TABLES, workspace=True)
+        ids_of = self.experiment_ids
+        for workspace in self._each_workspace():
+            listed = entities.entity_records(
+                self.client, self.uri, ids_of.get(workspace, []), self.entity_page_sizes
+            )
+            entities.merge(records, stamp_workspace(listed, workspace))
+        return records
 
 
-def unread_workspaces(client: MlflowClient) -> list[str]:
-    """The MLflow workspaces (3.10+, `mlflow server --enable-workspaces`) other than the one
-    the client selects (MLFLOW_WORKSPACE, else 'default'): every listing and every run
-    lookup sees the selected workspace only, so their experiments, runs and registry are
-    not read. Empty for a store without workspaces, and for one that cannot say (an older
-    server answers neither server-info nor server-features): the check never fails an
-    extract."""
-    store = client._tracking_client.store
+def serves_workspaces(client: MlflowClient) -> bool:
+    """Whether the store has MLflow workspaces (3.10+, `mlflow server
+    --enable-workspaces`). False for one that cannot say (an older server answers neither
+    server-info nor server-features): the check never fails an extract."""
     try:
-        if not getattr(store, "supports_workspaces", False):
-            return []
-        # MLflow is imported where it is used (seconds a --via sql run skips)
-        from mlflow.utils.workspace_context import get_request_workspace
-
-        selected = get_request_workspace() or DEFAULT_WORKSPACE
-        return sorted(w.name for w in client.list_workspaces() if w.name != selected)
+        return bool(getattr(client._tracking_client.store, "supports_workspaces", False))
     except Exception as exc:
-        log.debug("workspaces not listed: %s", exc)
-        return []
+        log.debug("workspace support not known: %s", exc)
+        return False
 
 
-def workspace_warning_line(others: list[str]) -> str:
-    shown = ", ".join(others[:WORKSPACES_NAMED])
-    more = f" and {len(others) - WORKSPACES_NAMED} more" if len(others) > WORKSPACES_NAMED else ""
-    return (
-        f"MLflow workspaces not read: {len(others)} other than the selected one "
-        f"({shown}{more}); an extract reads the workspace MLFLOW_WORKSPACE selects "
-        "('default' when unset)"
-    )
+def listed_workspaces(client: MlflowClient) -> tuple[list[str], str | None]:
+    """Every workspace the server lists, by name; when it lists none to this client (a
+    user the server's auth does not let list them), the one the client selects
+    (MLFLOW_WORKSPACE, else 'default') and a warning line saying so."""
+    # MLflow is imported where it is used (seconds a --via sql run skips)
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.workspace_context import get_request_workspace
+
+    try:
+        return sorted(workspace.name for workspace in client.list_workspaces()), None
+    except MlflowException as exc:
+        selected = get_request_workspace() or DEFAULT_WORKSPACE
+        first_line = redact_text(str(exc.message).strip().splitlines()[0][:200])
+        return [selected], (
+            f"MLflow workspaces not listed ({first_line}): only the selected workspace "
+            f"'{selected}' was read; let this user list workspaces, or set MLFLOW_WORKSPACE "
+            "to read another"
+        )
 
 
 def raise_as_job_failure(exc: BaseException, uri: str) -> None:

@@ -25,8 +25,11 @@ mlflow/store/tracking/sqlalchemy_store.py and mlflow/store/model_registry/):
 - evaluation datasets: every one, its record count from its profile (`num_records`, as
   MLflow keeps it), its experiments from entity_associations (get_dataset_experiment_ids).
 
-Rows are matched to their parents (tags to models, assessments to traces) in Python, by
-exact string, as the listings compare them. Only the tables in store_shape.SHAPE are named.
+With MLflow workspaces (3.10+) the registry is read one workspace at a time, as MLflow
+lists it with that workspace selected (names repeat across workspaces), and evaluation
+datasets with their workspace. Rows are matched to their parents (tags to models,
+assessments to traces) in Python, by exact string, as the listings compare them. Only the
+tables in store_shape.SHAPE are named.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from etl.errors import ConfigError
 from etl.extract import entities, store_shape
 from etl.extract.reader import Records
-from etl.extract.sql_store import DEFAULT_WORKSPACE, Row, StoreSnapshot
+from etl.extract.sql_store import Row, StoreSnapshot
+from etl.schema import DEFAULT_WORKSPACE, empty_records, stamp_workspace
 
 # Optional parts of the schema (store_shape.SHAPE names them the same)
 REGISTRY = "the model registry"
@@ -113,7 +116,7 @@ def listing_records(snapshot: StoreSnapshot, experiment_ids: list[str]) -> Recor
     trace (of these experiments), with their params, tags, metrics, aliases and
     assessments: records of entities.LISTED_TABLES, each one whole. A store without one
     of these parts leaves its tables empty."""
-    records = entities.no_listings()
+    records = empty_records(entities.LISTED_TABLES, workspace=True)
     experiments = set(experiment_ids)
     if store_shape.LOGGED_MODELS in snapshot.parts:
         _logged_models(snapshot, experiments, records)
@@ -173,15 +176,32 @@ def _logged_models(snapshot: StoreSnapshot, experiments: set[str], records: Reco
 
 
 def _registry(snapshot: StoreSnapshot, records: Records) -> None:
+    """Each workspace's registry as MLflow lists it with that workspace selected: names
+    repeat across workspaces, so every read is of one workspace."""
     if store_shape.WORKSPACES in snapshot.parts:
-        _check_single_tenant_registry(snapshot)
-    model_tags = list(snapshot.rows('select name, "key", value from registered_model_tags'))
-    version_tags = list(snapshot.rows('select name, version, "key", value from model_version_tags'))
+        found = snapshot.rows("select distinct workspace from registered_models")
+        workspaces, scope = sorted(workspace for (workspace,) in found), "workspace = :w"
+    else:
+        workspaces, scope = [DEFAULT_WORKSPACE], "1 = 1"
+    for workspace in workspaces:
+        part = empty_records(entities.REGISTRY_TABLES + entities.PROMPT_TABLES)
+        params = {"w": workspace} if store_shape.WORKSPACES in snapshot.parts else {}
+        _registry_of(snapshot, scope, params, part)
+        entities.merge(records, stamp_workspace(part, workspace))
+
+
+def _registry_of(
+    snapshot: StoreSnapshot, scope: str, params: dict[str, str], records: Records
+) -> None:
+    def rows(sql: str) -> list[Row]:
+        return list(snapshot.rows(sql, params))
+
+    model_tags = rows(f'select name, "key", value from registered_model_tags where {scope}')
+    version_tags = rows(f'select name, version, "key", value from model_version_tags where {scope}')
     prompts = _prompt_names(model_tags)
-    all_models = list(
-        snapshot.rows(
-            "select name, description, creation_time, last_updated_time from registered_models"
-        )
+    all_models = rows(
+        "select name, description, creation_time, last_updated_time from registered_models "
+        f"where {scope}"
     )
     models = {row[0]: row for row in all_models if row[0] not in prompts}
     for name, description, created, updated in models.values():
@@ -189,14 +209,14 @@ def _registry(snapshot: StoreSnapshot, records: Records) -> None:
     for name, key, value in model_tags:
         if name in models:
             _append(records["registered_model_tags"], name, key, value)
-    aliases = list(snapshot.rows("select name, alias, version from registered_model_aliases"))
+    aliases = rows(f"select name, alias, version from registered_model_aliases where {scope}")
     for name, alias, version in aliases:
         if name in models:
             _append(records["model_aliases"], name, alias, str(version))
 
     prompt_versions = _prompt_names((name, key, value) for name, _, key, value in version_tags)
     listed: set[tuple[str, str]] = set()
-    versions = list(snapshot.rows(_VERSIONS_SQL))
+    versions = rows(f"{_VERSIONS_SQL} and {scope}")
     for row in versions:
         name, version, source, run_id, status, stage, description, created, updated = row[:9]
         if name in prompt_versions:
@@ -279,33 +299,6 @@ def _model_id_of(source: str | None) -> str | None:
     if source and source.startswith(entities.MODEL_URI_PREFIX):
         return source.removeprefix("models:/").split("/", 1)[0]
     return None
-
-
-def _check_single_tenant_registry(snapshot: StoreSnapshot) -> None:
-    """MLflow's single-tenant registry refuses a store with models in other workspaces; so
-    does this reader, rather than merge them (the workspace migration that gave experiments
-    their workspace column gave the registry tables theirs)."""
-    sql = "select count(*) from registered_models where workspace <> :w"
-    (count,) = next(snapshot.rows(sql, {"w": DEFAULT_WORKSPACE}))
-    if count:
-        raise ConfigError(
-            f"{count} registered models live in MLflow workspaces other than "
-            f"'{DEFAULT_WORKSPACE}'; --via sql reads single-tenant stores only",
-            "Use --via search_runs",
-        )
-
-
-def _check_single_tenant_datasets(snapshot: StoreSnapshot) -> None:
-    """As _check_single_tenant_registry, for evaluation datasets (the same migration gave
-    them their workspace column)."""
-    sql = "select count(*) from evaluation_datasets where workspace <> :w"
-    (count,) = next(snapshot.rows(sql, {"w": DEFAULT_WORKSPACE}))
-    if count:
-        raise ConfigError(
-            f"{count} evaluation datasets live in MLflow workspaces other than "
-            f"'{DEFAULT_WORKSPACE}'; --via sql reads single-tenant stores only",
-            "Use --via search_runs",
-        )
 
 
 # --- traces, assessments, tags, run links and model usage -------------------------------
@@ -473,7 +466,7 @@ def _issues(snapshot: StoreSnapshot, experiments: set[str], records: Records) ->
 
 _DATASETS_SQL = (
     "select dataset_id, name, digest, profile, created_time, last_update_time, created_by, "
-    "last_updated_by from evaluation_datasets"
+    "last_updated_by, {workspace} from evaluation_datasets"
 )
 _DATASET_TAGS_SQL = 'select dataset_id, "key", value from evaluation_dataset_tags'
 _DATASET_EXPERIMENTS_SQL = (
@@ -483,10 +476,9 @@ _DATASET_EXPERIMENTS_SQL = (
 
 
 def _evaluation_datasets(snapshot: StoreSnapshot, records: Records) -> None:
-    if store_shape.WORKSPACES in snapshot.parts:
-        _check_single_tenant_datasets(snapshot)
     listed: set[str] = set()
-    for dataset_id, name, digest, profile, created, updated, *by in snapshot.rows(_DATASETS_SQL):
+    sql = _DATASETS_SQL.format(workspace=snapshot.workspace_of_row)
+    for dataset_id, name, digest, profile, created, updated, *by, workspace in snapshot.rows(sql):
         listed.add(dataset_id)
         _append(
             records["evaluation_datasets"],
@@ -497,6 +489,7 @@ def _evaluation_datasets(snapshot: StoreSnapshot, records: Records) -> None:
             created,
             updated,
             *(_or_none(user) for user in by),
+            workspace,
         )
     for dataset_id, key, value in snapshot.rows(_DATASET_TAGS_SQL):
         if dataset_id in listed:

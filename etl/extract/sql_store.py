@@ -36,7 +36,7 @@ from etl.extract import store_shape
 from etl.extract.entities import CONTEXT_TAG
 from etl.extract.reader import Records, batched
 from etl.extract.tracking import redact, sqlite_path
-from etl.schema import EXPERIMENT_TABLES, empty_records
+from etl.schema import DEFAULT_WORKSPACE, EXPERIMENT_TABLES, empty_records
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
 CHUNK_ROWS = 50_000
@@ -49,7 +49,6 @@ ARRAY_ID_BATCH = 10_000
 # on the driver's own cursor, as SQLAlchemy's result rows cost 3x the read itself (1.7 s
 # against 0.5 s for 600,000 rows); other drivers go through SQLAlchemy's streaming.
 NAMED_CURSOR_DRIVERS = ("psycopg", "psycopg2")
-DEFAULT_WORKSPACE = "default"
 # the module a URI's driver imports -> the package that installs it
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",
@@ -214,16 +213,25 @@ class StoreSnapshot:
             left_out |= {"run_outputs", "run_model_inputs"}
         return [table for table in _RUN_TABLE_SQL if table not in left_out]
 
+    @property
+    def workspace_of_row(self) -> str:
+        """The SQL of a row's MLflow workspace, in a table that has one once the store has
+        workspaces (experiments, the registry, evaluation datasets): before, MLflow's
+        default one."""
+        if store_shape.WORKSPACES in self.parts:
+            return f"coalesce(workspace, '{DEFAULT_WORKSPACE}')"
+        return f"'{DEFAULT_WORKSPACE}'"
+
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Iterator[Row]:
         for chunk in self.source.chunks(sql, params or {}):
             yield from chunk
 
     def experiment_records(self) -> Records:
         """experiments and experiment_tags, deleted experiments included."""
-        records = empty_records(EXPERIMENT_TABLES)
+        records = empty_records(EXPERIMENT_TABLES, workspace=True)
         experiments = self.source.chunks(
             "select experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
-            "last_update_time from experiments",
+            f"last_update_time, {self.workspace_of_row} from experiments",
             {},
         )
         for chunk in experiments:
@@ -370,8 +378,6 @@ def open_snapshot(
     with _database_errors(uri), opener(uri, timeout_seconds) as source:
         revision = _revision(source, uri)
         parts = store_shape.present_parts(source.columns)
-        if store_shape.WORKSPACES in parts:
-            _check_single_tenant(source)
         yield StoreSnapshot(source, revision, parts)
 
 
@@ -479,17 +485,6 @@ def _revision(source: _Source, uri: str) -> str:
         for row in chunk
     ]
     return found[0] if len(found) == 1 else ", ".join(found) or "none"
-
-
-def _check_single_tenant(source: _Source) -> None:
-    sql = "select count(*) from experiments where workspace is not null and workspace <> :w"
-    (count,) = next(source.chunks(sql, {"w": DEFAULT_WORKSPACE}))[0]
-    if count:
-        raise ConfigError(
-            f"{count} experiments live in MLflow workspaces other than '{DEFAULT_WORKSPACE}'; "
-            "--via sql reads single-tenant stores only",
-            "Use --via search_runs",
-        )
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -155,12 +155,19 @@ def horizontal_bars(
 
 def estimator_chart(rows: Sequence[dict[str, Any]], path: Path, limit: int = 12) -> Path | None:
     shown = list(rows[:limit])
-    return horizontal_bars([r["estimator_name"] for r in shown], [r["runs"] for r in shown], path)
+    return horizontal_bars(bar_labels(shown, "estimator_name"), [r["runs"] for r in shown], path)
 
 
 def status_chart(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     colours = [STATUS_COLOURS.get(row["status"], OTHER_COLOUR) for row in rows]
-    return horizontal_bars([r["status"] for r in rows], [r["runs"] for r in rows], path, colours)
+    return horizontal_bars(bar_labels(rows, "status"), [r["runs"] for r in rows], path, colours)
+
+
+def bar_labels(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """Each row's `key`, led by its MLflow workspace when the rows are of several (a view
+    counts per workspace: 'team-a: Ridge')."""
+    several = len({row.get("workspace") for row in rows}) > 1
+    return [f"{row['workspace']}: {row[key]}" if several else str(row[key]) for row in rows]
 
 
 ORDER_LABEL = "logged order"

@@ -123,6 +123,12 @@ def load_report_data(
     data.trends = experiment_trends(con, window, clock.now)
     data.tracking_uri = last_tracking_uri(con)
     data.sources = source_count(con)
+    data.workspaces = [
+        workspace
+        for (workspace,) in con.execute(
+            "select distinct workspace from experiments order by workspace"
+        ).fetchall()
+    ]
     data.curves = load_curves(con)
     data.entities = load_entities(views, window)
     data.figures.update(data.entities.figures())

@@ -276,6 +276,7 @@ class ReportData:
     trends: list[Row] = field(default_factory=list)
     tracking_uri: str | None = None
     sources: int = 1  # tracking stores combined in the warehouse ([[sources]])
+    workspaces: list[str] = field(default_factory=list)  # the MLflow workspaces reported
     curves: LearningCurves = field(default_factory=LearningCurves)
     entities: Entities | None = None
     freshness: Freshness = field(default_factory=Freshness)

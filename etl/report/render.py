@@ -47,7 +47,7 @@ from etl.report.model import (
 )
 from etl.report.safe_html import escape_attributes
 from etl.report.templates import PAGES, Templates
-from etl.schema import SOURCE_COLUMN
+from etl.schema import SOURCE_COLUMN, WORKSPACE_COLUMN
 from etl.values import to_json
 from etl.warehouse.atomic import remove_leftovers, write_folder
 from etl.warehouse.connect import open_warehouse, quote_ident
@@ -97,6 +97,7 @@ def render_report(
     previous: Path | None = None,
     clock: Clock | None = None,
     experiments: Sequence[str] | None = None,
+    workspaces: Sequence[str] | None = None,
 ) -> ReportResult:
     """Render every report file into `out` (replaced whole) and return where they are.
 
@@ -106,7 +107,9 @@ def render_report(
     email's links. `previous`: the previous report (its folder or report.json) to compare
     with; default `out/report.json` when present. `clock`: the report's clock as
     `report_clock` read it, in place of `now`. `experiments`: only these (by name) and what
-    belongs to them, for a team's digest ([[mail.digests]]; None: every one)."""
+    belongs to them, for a team's digest ([[mail.digests]]; None: every one). `workspaces`:
+    only the experiments, registry and prompts of these MLflow workspaces (None: every
+    one)."""
     if clock is not None and now is not None:
         raise TypeError("render_report takes now or clock, not both")
     pages = Templates(templates)  # a broken template fails before any work
@@ -114,8 +117,9 @@ def render_report(
     remove_leftovers(out, REPORT_JSON)  # first: it may put back a report a killed render left aside
     # open until the CSV files are written: the big views stream into them
     with report_connection(db, settings) as con:
-        if experiments is not None:
-            scope_to_experiments(con, experiments)
+        scoped = experiments is not None or workspaces is not None
+        if scoped:
+            scope_report(con, experiments, workspaces)
         if not is_combined(con):
             share_base_views(con)
         data = read_report_data(con, db, now, since, days, clock)
@@ -124,9 +128,7 @@ def render_report(
             # one UI address cannot serve the runs of several tracking servers
             log.info("%d tracking sources: runs and experiments are not linked", data.sources)
             links = Links(None, links.public)
-        changes = compare(
-            previous_report(previous or out / REPORT_JSON), data, scoped=experiments is not None
-        )
+        changes = compare(previous_report(previous or out / REPORT_JSON), data, scoped=scoped)
         data.figures["new_runs_since_previous"] = runs_since(con, changes)
         data.figures["headline"] = headline(data.figures, changes.as_json())
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,9 +147,11 @@ def render_from_config(
     previous: Path | None = None,
     clock: Clock | None = None,
     experiments: Sequence[str] | None = None,
+    workspaces: Sequence[str] | None = None,
 ) -> ReportResult:
     """render_report with what the configuration says (etl.config.resolve), as `report`,
-    `email` and `run` call it. The view settings apply only where the user gave some."""
+    `email` and `run` call it. The view settings apply only where the user gave some;
+    `workspaces` (a team's digest) stands for report.workspaces."""
     return render_report(
         config.db,
         out,
@@ -161,6 +165,7 @@ def render_from_config(
         previous=previous,
         clock=clock,
         experiments=experiments,
+        workspaces=workspaces or config.report_workspaces or None,
     )
 
 
@@ -197,25 +202,66 @@ def report_connection(
         con.close()
 
 
-def scope_to_experiments(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
-    """Only the experiments named, and the rows of every table that belong to them, for
-    this connection: temporary tables of the same names, which DuckDB reads before the
-    warehouse's (as share_base_views does), so every view sees the team's experiments."""
+def scope_report(
+    con: duckdb.DuckDBPyConnection,
+    experiments: Sequence[str] | None,
+    workspaces: Sequence[str] | None,
+) -> None:
+    """Only the experiments named (None: every one) of these MLflow workspaces (None: every
+    one), and the rows of every table that belong to them, for this connection: temporary
+    tables of the same names, which DuckDB reads before the warehouse's (as
+    share_base_views does), so every view sees the team's experiments. Workspaces cut the
+    registry, the prompts and the evaluation datasets too."""
     con.execute(
         "create temp table experiments as select * from experiments "
-        "where name in (select unnest($names))",
-        {"names": list(names)},
+        "where ($names is null or name in (select unnest($names))) "
+        "and ($workspaces is null or workspace in (select unnest($workspaces)))",
+        {
+            "names": None if experiments is None else list(experiments),
+            "workspaces": None if workspaces is None else list(workspaces),
+        },
     )
-    scoped = con.execute(
-        "select distinct table_name from duckdb_columns() where database_name = "
-        "current_database() and schema_name = 'main' and column_name = 'experiment_id' "
-        "and table_name <> 'experiments' and table_name in (select table_name from "
-        "duckdb_tables() where database_name = current_database() and schema_name = 'main')"
-    ).fetchall()
-    for (table,) in scoped:
+    if workspaces is not None:
+        _warn_of_empty_workspaces(con, workspaces)
+    for table in _warehouse_tables_with(con, "experiment_id", "experiments"):
         con.execute(
             f"create temp table {quote_ident(table)} as select * from {quote_ident(table)} "
             "where experiment_id in (select experiment_id from temp.experiments)"
+        )
+    if workspaces is None:
+        return
+    for table in _warehouse_tables_with(con, WORKSPACE_COLUMN, "experiments"):
+        con.execute(
+            f"create temp table {quote_ident(table)} as select * from {quote_ident(table)} "
+            "where workspace in (select unnest($workspaces))",
+            {"workspaces": list(workspaces)},
+        )
+
+
+def _warehouse_tables_with(
+    con: duckdb.DuckDBPyConnection, column: str, leaving_out: str
+) -> list[str]:
+    found = con.execute(
+        "select distinct table_name from duckdb_columns() where database_name = "
+        "current_database() and schema_name = 'main' and column_name = $column "
+        "and table_name <> $leaving_out and table_name in (select table_name from "
+        "duckdb_tables() where database_name = current_database() and schema_name = 'main') "
+        "order by table_name",
+        {"column": column, "leaving_out": leaving_out},
+    ).fetchall()
+    return [table for (table,) in found]
+
+
+def _warn_of_empty_workspaces(con: duckdb.DuckDBPyConnection, workspaces: Sequence[str]) -> None:
+    found = {
+        row[0] for row in con.execute("select distinct workspace from temp.experiments").fetchall()
+    }
+    missing = [workspace for workspace in workspaces if workspace not in found]
+    if missing:
+        log.warning(
+            "the report is cut to MLflow workspaces with no experiment in the warehouse: %s "
+            "(check report.workspaces or the digest's workspaces)",
+            ", ".join(missing),
         )
 
 
@@ -342,6 +388,8 @@ def write_report(
         "dataset_sources": data.dataset_sources,
         "quiet": is_quiet(data, changes),
         "still_open": still_open(data, changes),
+        # the views that count runs count per workspace: their tables then name it
+        "several_workspaces": len(data.workspaces) > 1,
     }
     names = NameCutter(data.experiment_names)
     texts = {

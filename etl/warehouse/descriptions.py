@@ -76,7 +76,8 @@ TABLES: dict[str, str] = {
     "evaluation_dataset_tags": "the tags of each evaluation dataset",
     "evaluation_dataset_experiments": "the experiments each evaluation dataset is linked to",
     "model_alias_history": (
-        "each alias change an extract saw, of a model or a prompt (kind), kept across full rebuilds"
+        "each alias change an extract saw, of a model or a prompt (kind) in a workspace, kept "
+        "across full rebuilds"
     ),
     "extract_log": "one row per extract, kept across full rebuilds",
     "alerts": "one row per alert and channel: what was sent, is pending or failed; kept "
@@ -96,17 +97,21 @@ VIEWS: dict[str, str] = {
         "one row per run: run_id, experiment_id, experiment_name, run_name, status, user_id, "
         "start_time, end_time, start_date, duration_seconds, lifecycle_stage, parent_run_id, "
         "root_run_id, depth, child_count, is_nested_parent, is_nested_child, estimator_name, "
-        "estimator_class"
+        "estimator_class, experiment_lifecycle_stage, source_type, workspace (its "
+        "experiment's MLflow workspace)"
     ),
-    "runs_per_day": "active runs started each day (in `report.timezone`), by status",
+    "runs_per_day": (
+        "active runs started each day (in `report.timezone`), by status, per MLflow workspace"
+    ),
     "runs_per_estimator": (
         "active runs per estimator: the `estimator_name` tag sklearn autolog writes, or what "
-        "`report.estimator_from` names (a tag or param key, or `run_name`)"
+        "`report.estimator_from` names (a tag or param key, or `run_name`), per MLflow "
+        "workspace"
     ),
-    "runs_by_status": "active runs per status",
+    "runs_by_status": "active runs per status and MLflow workspace",
     "runs_per_user": (
         "active runs per user: the tag `report.user_tag` names where a run carries it, else "
-        "MLflow's user_id"
+        "MLflow's user_id, per MLflow workspace"
     ),
     "failed_runs": "active runs that ended FAILED or KILLED, newest first",
     "stuck_runs": (

@@ -127,10 +127,29 @@ def test_mail_digests_route_each_team_its_experiments(tmp_path: Path) -> None:
         'experiments = ["cifar*", "imagenet"]\n'
         '[[mail.digests]]\nto = ["nlp@example.com"]\nexperiments = ["bert*"]\n',
     )
-    routes = mail_digest_routes(config, ["churn-model", "churn-v2", "cifar10", "imagenet", "x"])
+    names = ["churn-model", "churn-v2", "cifar10", "imagenet", "x"]
+    routes = mail_digest_routes(config, [("default", name) for name in names])
     assert [(r.to, r.experiments) for r in routes] == [
         (("churn@example.com",), ["churn-model", "churn-v2"]),
         (("vision@example.com", "cv@example.com"), ["cifar10", "imagenet"]),
+    ]
+
+
+def test_mail_digests_route_each_team_its_workspaces(tmp_path: Path) -> None:
+    """A digest by workspace gets every experiment of its workspaces; with globs too, those
+    of its workspaces the globs cover (experiment names repeat across workspaces)."""
+    config = read(
+        tmp_path,
+        '[[mail.digests]]\nto = ["a@example.com"]\nworkspaces = ["team-a"]\n'
+        '[[mail.digests]]\nto = ["b@example.com"]\nworkspaces = ["team-b"]\n'
+        'experiments = ["churn*"]\n'
+        '[[mail.digests]]\nto = ["c@example.com"]\nworkspaces = ["team-c"]\n',
+    )
+    experiments = [("team-a", "churn"), ("team-a", "vision"), ("team-b", "churn"), ("team-b", "x")]
+    routes = mail_digest_routes(config, experiments)
+    assert [(r.to, r.experiments, r.workspaces) for r in routes] == [
+        (("a@example.com",), ["churn", "vision"], ("team-a",)),
+        (("b@example.com",), ["churn"], ("team-b",)),
     ]
 
 
