@@ -232,43 +232,6 @@ def test_via_sql_gives_the_same_warehouse_as_the_server(
     ]
 
 
-def test_an_incremental_extract_reads_every_workspace_and_alias_moves_keep_it(
-    workspaces: WorkspaceStore, tmp_path: Path
-) -> None:
-    """Its own copy of the store: a new run and a moved alias in one workspace."""
-    folder = tmp_path / "store"
-    folder.mkdir()
-    store_file = Path(workspaces.backend_uri.removeprefix("sqlite:///"))
-    shutil.copy(store_file, folder / store_file.name)
-    backend = f"sqlite:///{folder / store_file.name}"
-    server = start_workspace_server(backend)
-    db = tmp_path / "runs.duckdb"
-    try:
-        copy = WorkspaceStore(backend, server, workspaces.experiments)
-        extract(copy, db)
-        with WorkspaceContext(TEAM):
-            client = MlflowClient(server.uri)
-            log_run(client, workspaces.experiments[TEAM], f"{TEAM} third", metrics={"loss": 0.1})
-            client.set_registered_model_alias(SHARED_MODEL, "champion", "1")
-        extract(copy, db, "--incremental")
-    finally:
-        server.stop()
-    assert query(db, "select mode from extract_log order by extract_id") == [
-        ("full",),
-        ("incremental",),
-    ]
-    assert query(db, "select workspace, count(*) from run_overview group by 1 order by 1") == [
-        ("default", 2),
-        (TEAM, 3),
-    ]
-    moves = query(
-        db,
-        "select workspace, kind, name, alias, previous_version, version from alias_moves "
-        "where change = 'moved'",
-    )
-    assert moves == [(TEAM, "model", SHARED_MODEL, "champion", "2", "1")]
-
-
 def test_a_report_cut_to_a_workspace_shows_its_experiments_only(
     workspaces: WorkspaceStore, tmp_path: Path
 ) -> None:
@@ -351,3 +314,31 @@ def test_a_server_that_refuses_the_workspace_listing_is_read_in_the_selected_one
         expected = mlflow_snapshot(workspaces.server.uri)
     assert warehouse_snapshot(db) == expected
     assert query(db, "select distinct workspace from experiments") == [(TEAM,)]
+
+
+def test_an_incremental_extract_reads_every_workspace_and_alias_moves_keep_it(
+    workspaces: WorkspaceStore, tmp_path: Path
+) -> None:
+    """A new run and a moved alias in one workspace. It changes the module's store, so it
+    is the last test of this file (pytest runs a file's tests in the order written)."""
+    db = tmp_path / "runs.duckdb"
+    extract(workspaces, db)
+    with WorkspaceContext(TEAM):
+        client = MlflowClient(workspaces.server.uri)
+        log_run(client, workspaces.experiments[TEAM], f"{TEAM} third", metrics={"loss": 0.1})
+        client.set_registered_model_alias(SHARED_MODEL, "champion", "1")
+    extract(workspaces, db, "--incremental")
+    assert query(db, "select mode from extract_log order by extract_id") == [
+        ("full",),
+        ("incremental",),
+    ]
+    assert query(db, "select workspace, count(*) from run_overview group by 1 order by 1") == [
+        ("default", 2),
+        (TEAM, 3),
+    ]
+    moves = query(
+        db,
+        "select workspace, kind, name, alias, previous_version, version from alias_moves "
+        "where change = 'moved'",
+    )
+    assert moves == [(TEAM, "model", SHARED_MODEL, "champion", "2", "1")]
