@@ -206,8 +206,8 @@ def test_schema_name_describes_one_table_or_view(warehouse: Path) -> None:
     assert code == 0
     first, *table = out.splitlines()
     assert (
-        first
-        == "runs_per_day (view): active runs started each day (in report.timezone), by status, per MLflow workspace"
+        first == "runs_per_day (view): active runs started each day (in report.timezone), "
+        "by status, per MLflow workspace"
     )
     assert "start_date" in "\n".join(table) and "scheduled" in "\n".join(table)
 
