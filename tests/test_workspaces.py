@@ -262,6 +262,15 @@ def test_a_report_cut_to_a_workspace_shows_its_experiments_only(
     # (runs created over REST without a user are MLflow's 'unknown')
     assert users_table(whole) == [["unknown", "default", "2"], ["unknown", TEAM, "2"]]
     assert users_table(out) == [["unknown", "2"]]
+    # a misspelt workspace: an empty cut, said in one warning line
+    misspelt = tmp_path / "misspelt"
+    env = {"RUNREPORT_WORKSPACES": "team-b"}
+    result = run_cli("report", "--db", str(db), "--out", str(misspelt), env=env)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "MLflow workspaces with no experiment" in warnings[0]
+    assert "team-b (check report.workspaces" in warnings[0]
+    assert json.loads((misspelt / "report.json").read_text())["runs"] == 0
 
 
 def users_table(folder: Path) -> list[list[str]]:
