@@ -178,15 +178,15 @@ def _logged_models(snapshot: StoreSnapshot, experiments: set[str], records: Reco
 def _registry(snapshot: StoreSnapshot, records: Records) -> None:
     """Each workspace's registry as MLflow lists it with that workspace selected: names
     repeat across workspaces, so every read is of one workspace."""
-    if store_shape.WORKSPACES in snapshot.parts:
-        found = snapshot.rows("select distinct workspace from registered_models")
-        workspaces, scope = sorted(workspace for (workspace,) in found), "workspace = :w"
-    else:
-        workspaces, scope = [DEFAULT_WORKSPACE], "1 = 1"
+    scoped = store_shape.WORKSPACES in snapshot.parts
+    found = snapshot.rows("select distinct workspace from registered_models") if scoped else []
+    workspaces = sorted(workspace for (workspace,) in found) if scoped else [DEFAULT_WORKSPACE]
     for workspace in workspaces:
         part = empty_records(entities.REGISTRY_TABLES + entities.PROMPT_TABLES)
-        params = {"w": workspace} if store_shape.WORKSPACES in snapshot.parts else {}
-        _registry_of(snapshot, scope, params, part)
+        if scoped:
+            _registry_of(snapshot, "workspace = :w", {"w": workspace}, part)
+        else:
+            _registry_of(snapshot, "1 = 1", {}, part)
         entities.merge(records, stamp_workspace(part, workspace))
 
 
