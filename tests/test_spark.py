@@ -1,7 +1,7 @@
 """Issue #17: the views of sql/ in Spark give the rows they give in DuckDB.
 
-Each warehouse (the demo's, and the rich test store's) is exported with `runreport
-export`, its views are created in one local Spark session from `runreport views
+One warehouse (the rich test store with the demo's runs seeded into it) is exported with
+`runreport export`, its views are created in one local Spark session from `runreport views
 --dialect spark --parquet DIR`, and every view's rows are compared with DuckDB's: as
 multisets, floats to 1e-9, NaN equal to NaN, timestamps as UTC instants. pyspark is the
 `spark` extra (and Java 17); without them these tests skip, under CI=true they fail.
@@ -29,7 +29,8 @@ import sqlglot
 from etl.errors import JobFailed
 from etl.warehouse.dialects import view_statements
 from etl.warehouse.views import view_files
-from tests.conftest import Demo, StoreFacts, require, run_cli
+from tests.conftest import build_rich_store, require, run_cli
+from tests.templates import isolated
 from tests.test_extract import assert_one_line_error, extract
 
 VIEWS = sorted(view_files())
@@ -177,20 +178,35 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-@pytest.fixture(scope="module", params=["demo", "rich"])
-def spark_views(
-    request: pytest.FixtureRequest, spark: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The warehouse (the session's demo, or the rich store extracted with its metric
-    history), exported, with its tables and views created in the Spark session."""
-    folder = tmp_path_factory.mktemp(request.param)
-    db = demo_warehouse(request) if request.param == "demo" else rich_warehouse(request, folder)
+@pytest.fixture(scope="module")
+def spark_views(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One warehouse, exported, with its tables and views created in the Spark session: the
+    rich store (NaN and infinite metrics, three levels of nesting, deletions, unicode) with
+    the demo's runs seeded into it (every start_run parameter, autolog, estimators), read
+    with its metric history. One store holding both asks each view once where two
+    warehouses asked it twice; each Spark query costs about the same whatever its rows."""
+    folder = tmp_path_factory.mktemp("spark")
+    db = rich_and_demo_warehouse(folder)
     lake = folder / "lake"
     exported = run_cli("export", "--parquet", str(lake), "--db", str(db))
     assert exported.exit_code == 0, exported.output
     result = run_cli("views", "--dialect", "spark", "--parquet", str(lake))
     assert result.exit_code == 0, result.output
     create_in_spark(spark, statements_of(result.output))
+    return db
+
+
+def rich_and_demo_warehouse(folder: Path) -> Path:
+    store = build_rich_store(folder)
+    with isolated(folder):  # the demo's artifacts land in this folder
+        seeded = run_cli("seed", "--tracking-uri", store.uri)
+    assert seeded.exit_code == 0, seeded.output
+    db = folder / "runs.duckdb"
+    result = extract(store.uri, db, "--metric-history")
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        experiments = con.execute("select count(*) from experiments").fetchone()
+    assert experiments is not None and experiments[0] > len(store.experiment_ids)
     return db
 
 
@@ -205,20 +221,6 @@ def create_in_spark(spark: Any, statements: list[str]) -> None:
     for statement in statements:
         if table := PARQUET_TABLE.match(statement.strip()):
             spark.sql(f"CACHE TABLE `{table.group(1)}`")
-
-
-def demo_warehouse(request: pytest.FixtureRequest) -> Path:
-    demo: Demo = request.getfixturevalue("demo")
-    assert demo.result.exit_code == 0, demo.result.output
-    return demo.folder.resolve() / "runs.duckdb"
-
-
-def rich_warehouse(request: pytest.FixtureRequest, folder: Path) -> Path:
-    store: StoreFacts = request.getfixturevalue("rich_store")
-    db = folder / "runs.duckdb"
-    result = extract(store.uri, db, "--metric-history")
-    assert result.exit_code == 0, result.output
-    return db
 
 
 @pytest.mark.parametrize("view", VIEWS)
