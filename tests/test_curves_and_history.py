@@ -4,7 +4,8 @@ through MLflow's own API:
 - a continual-learning store logging without steps (every point at step 0, explicit
   timestamps so the logged order is known): `metric_curves` draws those runs against
   their logged order (axis 'order'), exact rows and `still_improving` at the 10% edge,
-  a 2-point run not drawn, a run with real steps kept on 'step'; the same rows in Spark;
+  a 2-point run not drawn, a run with real steps kept on 'step' (their rows in Spark:
+  tests/test_spark.py);
 - a file store kept in git (no empty folders, so no `artifacts/`), where MLflow's
   `get_metric_history` answers "Run not found" for every run: `runreport extract
   --metric-history` reads every point, equal to `get_metric_history` on the original
@@ -23,7 +24,6 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -38,12 +38,6 @@ from etl.report.curves import load_curves
 from etl.report.render import render_report
 from tests.conftest import build_rich_store, log_run, new_store, run_cli
 from tests.test_metric_history import oracle, stored
-from tests.test_spark import (  # noqa: F401
-    assert_same_rows,
-    create_in_spark,
-    spark,
-    statements_of,
-)
 from tests.test_warehouse_safety import query
 
 T0 = 1_700_000_000_000  # points one second apart from here: the logged order is known
@@ -71,10 +65,17 @@ class Store:
 def build_continual_store(folder: Path) -> Store:
     """Continual-learning runs logging without steps, beside a run with real steps."""
     store = Store(new_store(folder))
-    client = MlflowClient(store.uri)
+    store.runs.update(log_continual_runs(store.uri))
+    return store
+
+
+def log_continual_runs(uri: str) -> dict[str, str]:
+    """build_continual_store's experiments and runs, logged into the store at `uri`: their
+    names to their run ids."""
+    client = MlflowClient(uri)
     continual = client.create_experiment("continual", tags=LOWER_IS_BETTER)
     mixed = client.create_experiment("mixed", tags=LOWER_IS_BETTER)
-    runs = store.runs
+    runs: dict[str, str] = {}
     for name in ("steady", "edge46", "edge45", "shuffled", "two"):
         runs[name] = log_run(client, continual, name)
     for name in ("stepped", "flat", "single"):
@@ -92,7 +93,7 @@ def build_continual_store(folder: Path) -> Store:
     )
     log_without_step(client, runs["flat"], "loss", [0.5, 0.4, 0.3, 0.35, 0.45])
     log_without_step(client, runs["single"], "loss", [0.7])
-    return store
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -173,24 +174,6 @@ def test_report_draws_logged_order_and_lists_short_runs(
         "learning_curves_1.png",
         "learning_curves_2.png",
     ]
-
-
-def test_metric_curves_in_spark_equal_duckdb(
-    continual: tuple[Store, Path],
-    spark: Any,  # noqa: F811  (the fixture of tests/test_spark.py)
-    tmp_path: Path,
-) -> None:
-    _, db = continual
-    lake = tmp_path / "lake"
-    exported = run_cli("export", "--parquet", str(lake), "--db", str(db))
-    assert exported.exit_code == 0, exported.output
-    views = run_cli("views", "--dialect", "spark", "--parquet", str(lake))
-    assert views.exit_code == 0, views.output
-    create_in_spark(spark, statements_of(views.output))
-    duck = query(db, "select * from metric_curves")
-    arrow = spark.sql("select * from metric_curves").toArrow()
-    assert_same_rows(duck, [tuple(row.values()) for row in arrow.to_pylist()], "metric_curves")
-    assert {row[6] for row in duck} == {"order", "step"}
 
 
 # --- a file store kept in git -------------------------------------------------------------

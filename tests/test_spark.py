@@ -1,6 +1,7 @@
 """Issue #17: the views of sql/ in Spark give the rows they give in DuckDB.
 
-One warehouse (the rich test store with the demo's runs seeded into it) is exported with
+One warehouse (the rich test store, with the demo's runs and the continual-learning runs
+of tests/test_curves_and_history.py logged into it) is exported with
 `runreport export`, its views are created in one local Spark session from `runreport views
 --dialect spark --parquet DIR`, and every view's rows are compared with DuckDB's: as
 multisets, floats to 1e-9, NaN equal to NaN, timestamps as UTC instants. pyspark is the
@@ -31,6 +32,7 @@ from etl.warehouse.dialects import view_statements
 from etl.warehouse.views import view_files
 from tests.conftest import build_rich_store, require, run_cli
 from tests.templates import isolated
+from tests.test_curves_and_history import log_continual_runs
 from tests.test_extract import assert_one_line_error, extract
 
 VIEWS = sorted(view_files())
@@ -184,7 +186,8 @@ def spark_views(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     rich store (NaN and infinite metrics, three levels of nesting, deletions, unicode) with
     the demo's runs seeded into it (every start_run parameter, autolog, estimators), read
     with its metric history. One store holding both asks each view once where two
-    warehouses asked it twice; each Spark query costs about the same whatever its rows."""
+    warehouses asked it twice; each Spark query costs about the same whatever its rows. Its
+    continual-learning runs log without steps (metric_curves' 'order' axis)."""
     folder = tmp_path_factory.mktemp("spark")
     db = rich_and_demo_warehouse(folder)
     lake = folder / "lake"
@@ -200,13 +203,16 @@ def rich_and_demo_warehouse(folder: Path) -> Path:
     store = build_rich_store(folder)
     with isolated(folder):  # the demo's artifacts land in this folder
         seeded = run_cli("seed", "--tracking-uri", store.uri)
+        log_continual_runs(store.uri)
     assert seeded.exit_code == 0, seeded.output
     db = folder / "runs.duckdb"
     result = extract(store.uri, db, "--metric-history")
     assert result.exit_code == 0, result.output
     with duckdb.connect(str(db), read_only=True) as con:
         experiments = con.execute("select count(*) from experiments").fetchone()
+        axes = con.execute("select distinct axis from metric_curves order by axis").fetchall()
     assert experiments is not None and experiments[0] > len(store.experiment_ids)
+    assert axes == [("order",), ("step",)]  # curves logged without steps, and with them
     return db
 
 
