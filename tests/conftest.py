@@ -60,13 +60,13 @@ def pytest_configure(config: pytest.Config) -> None:
 # --no-loadscope-reorder: xdist would order by test count): the longest files go first and
 # the short ones fill the gaps at the end, so neither worker waits long for the other.
 LONGEST_FILES_FIRST = [
-    "test_spark.py", "test_source_contract.py", "test_warehouse_safety.py", "test_alerts.py",
-    "test_metric_history.py", "test_job.py", "test_sql_listings.py", "test_extract.py",
-    "test_curves_and_history.py", "test_job_safety.py", "test_bad_night.py",
-    "test_entities.py", "test_report_browser.py", "test_workspaces.py",
-    "test_mlflow_versions.py", "test_report.py", "test_eval_datasets.py", "test_via_sql.py",
-    "test_incremental.py", "test_demo.py", "test_seed.py", "test_hourly_at_scale.py",
-    "test_report_entities.py", "test_sources.py", "test_report_leaderboards.py",
+    "test_spark.py", "test_source_contract.py", "test_metric_history.py",
+    "test_warehouse_safety.py", "test_job.py", "test_sql_listings.py", "test_workspaces.py",
+    "test_alerts.py", "test_extract.py", "test_report_entities.py", "test_bad_night.py",
+    "test_eval_datasets.py", "test_sources.py", "test_report_browser.py", "test_via_sql.py",
+    "test_entities.py", "test_job_safety.py", "test_hourly_at_scale.py", "test_report.py",
+    "test_report_leaderboards.py", "test_alert_channels.py", "test_demo.py", "test_seed.py",
+    "test_report_settings.py", "test_mlflow_versions.py", "test_incremental.py",
 ]  # fmt: skip
 
 
