@@ -182,14 +182,9 @@ def spark() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def spark_views(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One warehouse, exported, with its tables and views created in the Spark session: the
-    rich store (NaN and infinite metrics, three levels of nesting, deletions, unicode) with
-    the demo's runs seeded into it (every start_run parameter, autolog, estimators), read
-    with its metric history. One store holding both asks each view once where two
-    warehouses asked it twice; each Spark query costs about the same whatever its rows. Its
-    continual-learning runs log without steps (metric_curves' 'order' axis)."""
+    """spark_warehouse, exported, with its tables and views created in the Spark session."""
     folder = tmp_path_factory.mktemp("spark")
-    db = rich_and_demo_warehouse(folder)
+    db = spark_warehouse(folder)
     lake = folder / "lake"
     exported = run_cli("export", "--parquet", str(lake), "--db", str(db))
     assert exported.exit_code == 0, exported.output
@@ -199,12 +194,17 @@ def spark_views(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def rich_and_demo_warehouse(folder: Path) -> Path:
+def spark_warehouse(folder: Path) -> Path:
+    """One store holding every shape the views must handle, extracted with its metric
+    history: the rich store (NaN and infinite metrics, three levels of nesting, deletions,
+    unicode), the demo's runs (every start_run parameter, autolog, estimators) and the
+    continual-learning runs (logged without steps: metric_curves' 'order' axis). One store
+    asks each view once; each Spark query costs about the same whatever its rows."""
     store = build_rich_store(folder)
     with isolated(folder):  # the demo's artifacts land in this folder
         seeded = run_cli("seed", "--tracking-uri", store.uri)
+        assert seeded.exit_code == 0, seeded.output
         log_continual_runs(store.uri)
-    assert seeded.exit_code == 0, seeded.output
     db = folder / "runs.duckdb"
     result = extract(store.uri, db, "--metric-history")
     assert result.exit_code == 0, result.output

@@ -178,15 +178,15 @@ def _logged_models(snapshot: StoreSnapshot, experiments: set[str], records: Reco
 def _registry(snapshot: StoreSnapshot, records: Records) -> None:
     """Each workspace's registry as MLflow lists it with that workspace selected: names
     repeat across workspaces, so every read is of one workspace."""
-    scoped = store_shape.WORKSPACES in snapshot.parts
-    found = snapshot.rows("select distinct workspace from registered_models") if scoped else []
-    workspaces = sorted(workspace for (workspace,) in found) if scoped else [DEFAULT_WORKSPACE]
-    for workspace in workspaces:
+    if store_shape.WORKSPACES in snapshot.parts:
+        found = snapshot.rows("select distinct workspace from registered_models")
+        workspaces = sorted(str(workspace) for (workspace,) in found)
+        reads = [(w, "workspace = :w", {"w": w}) for w in workspaces]
+    else:
+        reads = [(DEFAULT_WORKSPACE, "1 = 1", {})]
+    for workspace, scope, params in reads:
         part = empty_records(entities.REGISTRY_TABLES + entities.PROMPT_TABLES)
-        if scoped:
-            _registry_of(snapshot, "workspace = :w", {"w": workspace}, part)
-        else:
-            _registry_of(snapshot, "1 = 1", {}, part)
+        _registry_of(snapshot, scope, params, part)
         entities.merge(records, stamp_workspace(part, workspace))
 
 
